@@ -1,0 +1,75 @@
+/*
+ * The coordinator: turns a statement's mutations and reads into replica operations at a
+ * consistency level, and answers with the result or a Cassandra error (Unavailable,
+ * WriteTimeout, ReadTimeout, ...). On one node the only replica is the local engine; the
+ * cluster adds remote replicas behind the same interface.
+ *
+ * Threads: everything here runs on the event loop that was passed to coord_create; callbacks
+ * are invoked on that loop, never from inside the starting call's failure path (a call that
+ * returns an error never calls its callback).
+ */
+#ifndef ILION_COORD_COORD_H
+#define ILION_COORD_COORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ilion/schema/replication.h"
+#include "ilion/storage/engine.h"
+#include "ilion/storage/partition.h"
+
+typedef struct coord coord;
+struct cluster;  /* cluster/ membership; NULL on a single node */
+
+/* Consistency levels, with the native protocol's codes. */
+enum coord_cl {
+    COORD_CL_ANY = 0, COORD_CL_ONE = 1, COORD_CL_TWO = 2, COORD_CL_THREE = 3,
+    COORD_CL_QUORUM = 4, COORD_CL_ALL = 5, COORD_CL_LOCAL_QUORUM = 6, COORD_CL_EACH_QUORUM = 7,
+    COORD_CL_SERIAL = 8, COORD_CL_LOCAL_SERIAL = 9, COORD_CL_LOCAL_ONE = 10
+};
+
+enum coord_write_type { COORD_WT_SIMPLE, COORD_WT_BATCH, COORD_WT_UNLOGGED_BATCH, COORD_WT_COUNTER,
+                        COORD_WT_BATCH_LOG, COORD_WT_CAS };
+
+/* An error in the shape the native protocol reports it. */
+typedef struct coord_error {
+    uint32_t code;          /* CQL error code: 0x1000 unavailable, 0x1100 write timeout, 0x1200
+                               read timeout, 0x1500 write failure, 0x0000 server, ... */
+    uint16_t cl;
+    int32_t required;       /* unavailable */
+    int32_t alive;          /* unavailable */
+    int32_t received;       /* timeouts */
+    int32_t blockfor;       /* timeouts */
+    enum coord_write_type write_type;
+    bool data_present;      /* read timeout */
+    char message[256];
+} coord_error;
+
+/* Creates the coordinator on `loop` over the local engine; cluster may be NULL (one node). */
+int coord_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster, coord **out);
+/* Fails pending requests, then frees once their callbacks ran. */
+void coord_destroy(coord *c);
+
+typedef void (*coord_write_cb)(void *arg, const coord_error *err /* NULL: success */);
+/* Writes the mutations (copied before return) at consistency cl; the callback runs once every
+ * mutation is acknowledged by cl's number of replicas (after the commit log sync the engine's
+ * mode requires). */
+int coord_write(coord *c, const schema_replication *repl, st_partition *const *muts, size_t n,
+                enum coord_cl cl, enum coord_write_type wt, coord_write_cb cb, void *arg);
+
+/* p (may be NULL: no data) lives until the callback returns. Tombstones are kept in p. */
+typedef void (*coord_read_cb)(void *arg, const coord_error *err, const st_partition *p);
+int coord_read(coord *c, const schema_replication *repl, uint64_t table_id, const void *pk,
+               uint32_t pklen, const storage_slice *slice, enum coord_cl cl, coord_read_cb cb,
+               void *arg);
+
+/* Range scan in token order after (start_token, start_pk); each partition goes to part_cb
+ * (return non-zero to stop), then done_cb runs once. */
+typedef int (*coord_scan_part_cb)(void *arg, const st_partition *p);
+typedef void (*coord_scan_done_cb)(void *arg, const coord_error *err);
+int coord_scan(coord *c, const schema_replication *repl, uint64_t table_id, int64_t start_token,
+               const void *start_pk, uint32_t start_pklen, uint32_t max_partitions,
+               enum coord_cl cl, coord_scan_part_cb part_cb, coord_scan_done_cb done_cb, void *arg);
+
+#endif
