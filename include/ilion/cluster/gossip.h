@@ -105,7 +105,7 @@ bool gossip_knows(const gossip *g, const net_addr *ep);
 /* Endpoints known, the local one included, in no particular order. */
 size_t gossip_endpoint_count(const gossip *g);
 const net_addr *gossip_endpoint_at(const gossip *g, size_t i);
-/* Value of an application state: 0 with *value/*len (valid until the next gossip call) and
+/* Value of an application state: 0 with the value and its length (valid until the next gossip call) and
  * *version, or -ILION_ENOTFOUND. */
 int gossip_get_app(const gossip *g, const net_addr *ep, enum gossip_app key, const uint8_t **value,
                    size_t *len, uint32_t *version);
