@@ -58,6 +58,7 @@ typedef struct st_row {
     st_deletion del;
     uint32_t ncells;
     st_cell *cells;        /* ordered by col, at most one per col */
+    uint32_t cells_cap;    /* capacity of cells when built by st_row_set_cell; 0 = exactly ncells */
 } st_row;
 
 typedef struct st_partition {
@@ -68,6 +69,7 @@ typedef struct st_partition {
     st_deletion del;       /* partition tombstone */
     uint32_t nrows;
     st_row *rows;          /* ordered by ck (memcmp, shorter prefix first) */
+    uint32_t rows_cap;     /* capacity of rows when built by st_partition_row; 0 = exactly nrows */
 } st_partition;
 
 /* --- building (the statement layer builds mutations this way) -------------------------- */
@@ -93,7 +95,7 @@ bool st_row_live(const st_row *r, const st_deletion *pdel, int32_t now_s);
 
 /* --- encoding (commit log records, internode messages, memtable and SSTable rows) ------- */
 
-/* Appends the versioned encoding of p to out (see docs/storage-format.md, "partition"). */
+/* Appends the versioned encoding of p to out (see docs/sstable-format.md, "partition"). */
 void st_partition_encode(const st_partition *p, buf *out);
 /* Decodes untrusted bytes; pointers into `data` are kept, so data must outlive *out.
  * Returns 0, or ILION_ECORRUPT/ILION_ETRUNCATED without crashing on any input. */
@@ -101,5 +103,26 @@ int st_partition_decode(st_arena *a, const uint8_t *data, size_t len, st_partiti
 
 /* Size in bytes the partition occupies (for memtable accounting and paging). */
 size_t st_partition_size(const st_partition *p);
+
+/* --- helpers shared with the storage engine -------------------------------------------- */
+
+/* Version byte written first by st_partition_encode. */
+#define ST_PARTITION_FORMAT 1
+
+/* Orders partitions by (token, key): <0, 0, >0. */
+int st_key_compare(int64_t ta, const uint8_t *ka, uint32_t la, int64_t tb, const uint8_t *kb,
+                   uint32_t lb);
+/* Orders clustering keys: memcmp, shorter prefix first. */
+int st_ck_compare(const uint8_t *a, uint32_t la, const uint8_t *b, uint32_t lb);
+/* One row in the partition encoding (no version byte); used by SSTable data blocks. */
+void st_row_encode(const st_row *r, buf *out);
+/* Decodes one row from r; pointers into the input are kept. ILION_ECORRUPT/ETRUNCATED. */
+int st_row_decode(st_arena *a, rd *r, st_row *out);
+/* Merges two rows with the same ck into out (arena a); inputs unchanged. */
+int st_row_merge(st_arena *a, const st_row *x, const st_row *y, st_row *out);
+/* Newer of two deletions (higher ts; tie: later local_time). */
+st_deletion st_deletion_max(st_deletion x, st_deletion y);
+/* Deep copy of p into arena a (keys and values copied). NULL on OOM. */
+st_partition *st_partition_copy(st_arena *a, const st_partition *p);
 
 #endif
