@@ -218,8 +218,9 @@ typedef struct cqlc_conn_opts {
 /* status 0: res is a RESULT (kind 1..5) or an ERROR (kind 0) frame. status < 0: no answer
  * (ILION_ETIMEOUT, ILION_ECLOSED, ILION_EPROTOCOL, -errno) and res is NULL. */
 typedef void (*cqlc_cb)(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
-/* Handshake finished (status 0) or failed; on failure the connection closes itself and must
- * not be used further (cqlc_conn_close is still allowed and harmless until the close cb). */
+/* Handshake finished (status 0) or failed. After a failure (or a later connection loss) the
+ * socket is closed and requests fail with ILION_ECLOSED, but the object stays allocated: the
+ * owner always ends it with exactly one cqlc_conn_close. */
 typedef void (*cqlc_connect_cb)(cqlc_conn *c, int status, void *arg);
 typedef void (*cqlc_close_cb)(cqlc_conn *c, void *arg);
 
@@ -227,7 +228,8 @@ typedef void (*cqlc_close_cb)(cqlc_conn *c, void *arg);
 int cqlc_conn_open(uv_loop_t *loop, const cqlc_conn_opts *opts, cqlc_connect_cb cb, void *arg,
                    cqlc_conn **out);
 /* Fails every pending request with ILION_ECLOSED, closes the socket, then calls cb (may be
- * NULL) and frees the connection. Safe to call more than once. */
+ * NULL; only the pointer value of c may be used in it) from the loop and frees the connection. Call exactly once per cqlc_conn_open that
+ * returned 0; c must not be used after this call. */
 void cqlc_conn_close(cqlc_conn *c, cqlc_close_cb cb, void *arg);
 
 bool cqlc_conn_ready(const cqlc_conn *c);
