@@ -1,0 +1,884 @@
+/*
+ * Commit log: appenders copy framed records into in-memory chunks under one mutex; the sync
+ * thread takes the whole chunk list, writes it into the preallocated segment files and
+ * fdatasyncs. Byte format: docs/commitlog-format.md.
+ */
+#include "ilion/storage/commitlog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "ilion/util/buf.h"
+#include "ilion/util/err.h"
+#include "ilion/util/log.h"
+
+#define CL_MAGIC "ILCL"
+#define CL_VERSION 1u
+#define CL_HDR 32u             /* segment header bytes */
+#define CL_REC_OVERHEAD 12u    /* length, length CRC, payload CRC */
+#define CL_END_MARK 8u         /* a zero length with its CRC */
+#define CL_CHUNK (1u << 20)    /* in-memory chunk capacity */
+#define CL_MAX_FREE 8u         /* files kept in the free pool */
+#define CL_MIN_SEGMENT 4096u
+#define CL_MAX_SEGMENT 0xFFFFFFFFull
+
+#define MOD "commitlog"
+
+typedef struct cl_chunk {
+    struct cl_chunk *next;
+    uint32_t segid;
+    uint32_t off;        /* file offset of data[0] */
+    size_t len, cap;
+    uint8_t data[];
+} cl_chunk;
+
+struct commitlog {
+    char *dir;
+    int dirfd;
+    enum storage_sync_mode mode;
+    uint32_t period_ms, window_ms;
+    uint64_t segsize, max_buffer, write_threshold;
+    int (*sync_fn)(void *arg, int fd);
+    void *sync_fn_arg;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;    /* sync thread waits for work */
+    pthread_cond_t synced_cv;  /* commitlog_wait waits for syncs */
+    pthread_cond_t space_cv;   /* appenders wait for buffer space */
+
+    /* appender state (mu) */
+    uint32_t cur_seg, cur_off, cur_mask;
+    cl_chunk *head, *tail;     /* waiting to be written */
+    cl_chunk *free_chunks;
+    uint64_t buffered;         /* appended, not yet written out */
+    bool closing;
+
+    /* sync state (mu; synced_pos and failed also read with atomics) */
+    uint64_t written_pos, synced_pos;
+    bool failed;
+    int fail_err;
+
+    /* segments (mu) */
+    uint32_t *live; size_t nlive, caplive;    /* ascending ids not yet recycled */
+    uint32_t *freeids; size_t nfree, capfree; /* CommitLog-free-<id>.log files */
+    uint32_t discard_upto;     /* segments with id < this may be recycled */
+    uint32_t closed_below;     /* segments with id < this are not open for writing */
+
+    storage_sync_cb cb;
+    void *cb_arg;
+    commitlog_stats st;
+
+    /* sync thread only */
+    int fd;
+    uint32_t fd_seg;
+    bool dirty;                /* written since last fdatasync */
+    pthread_t thr;
+    bool thr_started;
+};
+
+/* ---- format helpers ---------------------------------------------------------------- */
+
+static uint32_t crc(const void *p, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    /* zlib takes uInt lengths; records are < 4 GiB, but stay safe. */
+    const uint8_t *b = p;
+    while (n > 0) {
+        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        c = crc32(c, b, k);
+        b += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+static uint32_t seg_mask(uint32_t segid) {
+    uint8_t b[8];
+    memcpy(b, CL_MAGIC, 4);
+    be32_put(b + 4, segid);
+    return crc(b, 8);
+}
+
+static void header_encode(uint8_t h[CL_HDR], uint32_t segid, uint64_t segsize) {
+    memset(h, 0, CL_HDR);
+    memcpy(h, CL_MAGIC, 4);
+    be32_put(h + 4, CL_VERSION);
+    be64_put(h + 8, segid);
+    be64_put(h + 16, segsize);
+    be32_put(h + 28, crc(h, 28));
+}
+
+/* 0, or ILION_EFORMAT for a well-formed header of another version, ILION_ECORRUPT otherwise. */
+static int header_decode(const uint8_t *h, size_t n, uint64_t *segid, uint64_t *segsize) {
+    if (n < CL_HDR || memcmp(h, CL_MAGIC, 4) != 0) return ILION_ECORRUPT;
+    if (be32_get(h + 28) != crc(h, 28)) return ILION_ECORRUPT;
+    if (be32_get(h + 4) != CL_VERSION) return ILION_EFORMAT;
+    *segid = be64_get(h + 8);
+    *segsize = be64_get(h + 16);
+    if (*segsize < CL_MIN_SEGMENT || *segsize > CL_MAX_SEGMENT) return ILION_ECORRUPT;
+    return 0;
+}
+
+static void seg_path(char *out, size_t n, const char *dir, uint32_t id) {
+    snprintf(out, n, "%s/CommitLog-%u-%u.log", dir, CL_VERSION, id);
+}
+static void free_path(char *out, size_t n, const char *dir, uint32_t id) {
+    snprintf(out, n, "%s/CommitLog-free-%u.log", dir, id);
+}
+
+/* Parses "<prefix><decimal id>.log" strictly. */
+static bool parse_name(const char *name, const char *prefix, uint32_t *id) {
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0) return false;
+    const char *p = name + pl;
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > UINT32_MAX || ++digits > 10) return false;
+        p++;
+    }
+    if (digits == 0 || strcmp(p, ".log") != 0) return false;
+    *id = (uint32_t)v;
+    return true;
+}
+
+static int do_fsync(commitlog *cl, int fd) {
+    int rc;
+    if (cl->sync_fn) rc = cl->sync_fn(cl->sync_fn_arg, fd);
+    else rc = fdatasync(fd) == 0 ? 0 : -errno;
+    pthread_mutex_lock(&cl->mu);
+    cl->st.syncs++;
+    pthread_mutex_unlock(&cl->mu);
+    return rc;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+static int fsync_dir(commitlog *cl) { return fsync(cl->dirfd) == 0 ? 0 : -errno; }
+
+static int ids_push(uint32_t **a, size_t *n, size_t *cap, uint32_t id) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        uint32_t *na = realloc(*a, nc * sizeof *na);
+        if (!na) return -ENOMEM;
+        *a = na;
+        *cap = nc;
+    }
+    (*a)[(*n)++] = id;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- recycling ----------------------------------------------------------------------- */
+
+/* Called with mu held; drops it around file operations. */
+static void recycle_eligible(commitlog *cl) {
+    uint32_t limit = cl->discard_upto < cl->closed_below ? cl->discard_upto : cl->closed_below;
+    size_t k = 0;
+    while (k < cl->nlive && cl->live[k] < limit && cl->live[k] != cl->cur_seg) k++;
+    if (k == 0) return;
+    uint32_t *victims = malloc(k * sizeof *victims);
+    if (!victims) return;  /* retried at the next discard or segment switch */
+    memcpy(victims, cl->live, k * sizeof *victims);
+    memmove(cl->live, cl->live + k, (cl->nlive - k) * sizeof *cl->live);
+    cl->nlive -= k;
+    size_t room = cl->nfree < CL_MAX_FREE ? CL_MAX_FREE - cl->nfree : 0;
+    pthread_mutex_unlock(&cl->mu);
+
+    char from[4096], to[4096];
+    size_t nkept = 0;
+    for (size_t i = 0; i < k; i++) {
+        seg_path(from, sizeof from, cl->dir, victims[i]);
+        /* Keep the newest files: they are the ones most likely still in the page cache. */
+        if (k - i <= room) {
+            free_path(to, sizeof to, cl->dir, victims[i]);
+            if (rename(from, to) == 0) {
+                victims[nkept++] = victims[i];
+                continue;
+            }
+            LOG_WARN(MOD, "recycling %s: %s", from, strerror(errno));
+        }
+        if (unlink(from) != 0 && errno != ENOENT) LOG_WARN(MOD, "removing %s: %s", from, strerror(errno));
+    }
+    int rc = fsync_dir(cl);
+    if (rc) LOG_WARN(MOD, "fsync of %s: %s", cl->dir, ilion_strerror(rc));
+
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < nkept; i++)
+        if (ids_push(&cl->freeids, &cl->nfree, &cl->capfree, victims[i]) != 0) break;
+    free(victims);
+}
+
+/* ---- the sync thread ------------------------------------------------------------------ */
+
+static void latch_failure(commitlog *cl, int err, const char *what) {
+    /* mu held */
+    if (!cl->failed) {
+        LOG_ERROR(MOD, "%s failed in %s: %s; the commit log accepts no more writes", what, cl->dir,
+                  ilion_strerror(err));
+        cl->fail_err = err;
+        __atomic_store_n(&cl->failed, true, __ATOMIC_RELEASE);
+    }
+    pthread_cond_broadcast(&cl->synced_cv);
+    pthread_cond_broadcast(&cl->space_cv);
+}
+
+/* Opens segment `id` for writing: a file from the free pool renamed, or a new zero-filled one. */
+static int activate_segment(commitlog *cl, uint32_t id) {
+    char path[4096], from[4096];
+    seg_path(path, sizeof path, cl->dir, id);
+    int fd = -1;
+    pthread_mutex_lock(&cl->mu);
+    bool have_free = cl->nfree > 0;
+    uint32_t fid = have_free ? cl->freeids[--cl->nfree] : 0;
+    pthread_mutex_unlock(&cl->mu);
+    if (have_free) {
+        free_path(from, sizeof from, cl->dir, fid);
+        if (rename(from, path) == 0) {
+            fd = open(path, O_RDWR | O_CLOEXEC);
+            struct stat sb;
+            if (fd >= 0 && (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != cl->segsize)) {
+                close(fd);   /* another segment size: start over with a fresh file */
+                fd = -1;
+            }
+            if (fd >= 0) {
+                pthread_mutex_lock(&cl->mu);
+                cl->st.segments_recycled++;
+                pthread_mutex_unlock(&cl->mu);
+            }
+        } else {
+            LOG_WARN(MOD, "reusing %s: %s", from, strerror(errno));
+            unlink(from);
+        }
+    }
+    if (fd < 0) {
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) return -errno;
+        static const uint8_t zeros[65536];
+        for (uint64_t off = 0; off < cl->segsize; off += sizeof zeros) {
+            size_t n = cl->segsize - off < sizeof zeros ? (size_t)(cl->segsize - off) : sizeof zeros;
+            int rc = pwrite_all(fd, zeros, n, off);
+            if (rc) { close(fd); return rc; }
+        }
+        pthread_mutex_lock(&cl->mu);
+        cl->st.segments_created++;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    uint8_t h[CL_HDR];
+    header_encode(h, id, cl->segsize);
+    int rc = pwrite_all(fd, h, CL_HDR, 0);
+    if (!rc) rc = do_fsync(cl, fd);
+    if (!rc) rc = fsync_dir(cl);
+    if (rc) { close(fd); return rc; }
+    cl->fd = fd;
+    cl->fd_seg = id;
+    cl->dirty = false;
+    return 0;
+}
+
+/* Closes the open segment (synced first) and opens `id`. */
+static int switch_segment(commitlog *cl, uint32_t id) {
+    if (cl->fd >= 0) {
+        if (cl->dirty) {
+            int rc = do_fsync(cl, cl->fd);
+            if (rc) return rc;
+        }
+        close(cl->fd);
+        cl->fd = -1;
+    }
+    int rc = activate_segment(cl, id);
+    pthread_mutex_lock(&cl->mu);
+    if (!rc) cl->closed_below = id;
+    recycle_eligible(cl);
+    pthread_mutex_unlock(&cl->mu);
+    return rc;
+}
+
+static int write_chunks(commitlog *cl, cl_chunk *c, uint64_t *end_pos) {
+    for (; c; c = c->next) {
+        if (c->len == 0) continue;
+        if (cl->fd < 0 || c->segid != cl->fd_seg) {
+            int rc = switch_segment(cl, c->segid);
+            if (rc) return rc;
+        }
+        int rc = pwrite_all(cl->fd, c->data, c->len, c->off);
+        if (rc) return rc;
+        cl->dirty = true;
+        *end_pos = (uint64_t)c->segid << 32 | (c->off + c->len);
+        pthread_mutex_lock(&cl->mu);
+        cl->st.writes++;
+        cl->st.bytes_written += c->len;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    return 0;
+}
+
+static void abs_deadline(struct timespec *ts, uint64_t ms) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
+}
+
+static bool ts_passed(const struct timespec *d) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
+}
+
+static void *sync_main(void *arg) {
+    commitlog *cl = arg;
+    struct timespec next_sync, next_write;
+    abs_deadline(&next_sync, cl->period_ms);
+    uint64_t write_ms = cl->period_ms < 100 ? cl->period_ms : 100;
+    abs_deadline(&next_write, write_ms);
+
+    pthread_mutex_lock(&cl->mu);
+    for (;;) {
+        bool do_sync;
+        if (cl->mode == STORAGE_SYNC_PERIODIC) {
+            bool sync_due = ts_passed(&next_sync);
+            bool write_due = cl->head && (cl->buffered >= cl->write_threshold || ts_passed(&next_write));
+            if (cl->closing) {
+                if (!cl->head && (!cl->dirty || cl->failed)) break;
+                sync_due = true;
+            } else if (!sync_due && !write_due) {
+                const struct timespec *d = &next_sync;
+                if (cl->head && (next_write.tv_sec < d->tv_sec ||
+                                 (next_write.tv_sec == d->tv_sec && next_write.tv_nsec < d->tv_nsec)))
+                    d = &next_write;
+                pthread_cond_timedwait(&cl->work_cv, &cl->mu, d);
+                continue;
+            }
+            do_sync = sync_due;
+            if (sync_due) abs_deadline(&next_sync, cl->period_ms);
+            abs_deadline(&next_write, write_ms);
+        } else {
+            if (!cl->head) {
+                if (cl->closing) break;
+                pthread_cond_wait(&cl->work_cv, &cl->mu);
+                continue;
+            }
+            if (cl->mode == STORAGE_SYNC_GROUP && !cl->closing) {
+                struct timespec d;
+                abs_deadline(&d, cl->window_ms);
+                while (!cl->closing && !ts_passed(&d))
+                    if (pthread_cond_timedwait(&cl->work_cv, &cl->mu, &d) == ETIMEDOUT) break;
+            }
+            do_sync = true;
+        }
+
+        cl_chunk *list = cl->head;
+        cl->head = cl->tail = NULL;
+        bool failed = cl->failed;
+        pthread_mutex_unlock(&cl->mu);
+
+        int rc = 0;
+        uint64_t end = 0;
+        size_t nbytes = 0;
+        for (cl_chunk *c = list; c; c = c->next) nbytes += c->len;
+        if (!failed) {
+            rc = write_chunks(cl, list, &end);
+            if (!rc && do_sync && cl->dirty) {
+                rc = do_fsync(cl, cl->fd);
+                if (!rc) cl->dirty = false;
+            }
+        }
+
+        pthread_mutex_lock(&cl->mu);
+        while (list) {
+            cl_chunk *n = list->next;
+            if (list->cap == CL_CHUNK) {
+                list->next = cl->free_chunks;
+                cl->free_chunks = list;
+            } else {
+                free(list);
+            }
+            list = n;
+        }
+        cl->buffered -= nbytes;
+        pthread_cond_broadcast(&cl->space_cv);
+        if (end) cl->written_pos = end;
+        bool notify = false;
+        if (rc) {
+            latch_failure(cl, rc, do_sync ? "commit log write/fsync" : "commit log write");
+            notify = true;
+        } else if (do_sync && !failed) {
+            __atomic_store_n(&cl->synced_pos, cl->written_pos, __ATOMIC_RELEASE);
+            pthread_cond_broadcast(&cl->synced_cv);
+            notify = true;
+        }
+        if (notify && cl->cb) {
+            storage_sync_cb cb = cl->cb;
+            void *cb_arg = cl->cb_arg;
+            uint64_t sp = cl->synced_pos;
+            int err = cl->failed ? ILION_ESYNCFAILED : 0;
+            pthread_mutex_unlock(&cl->mu);
+            cb(cb_arg, sp, err);
+            pthread_mutex_lock(&cl->mu);
+        }
+        if (cl->failed && cl->closing) break;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return NULL;
+}
+
+/* ---- appending ------------------------------------------------------------------------ */
+
+/* Space for n bytes at (cur_seg, cur_off) at the end of the pending list; mu held. */
+static uint8_t *reserve(commitlog *cl, size_t n) {
+    cl_chunk *t = cl->tail;
+    if (!t || t->segid != cl->cur_seg || t->off + t->len != cl->cur_off || t->cap - t->len < n) {
+        if (n <= CL_CHUNK && cl->free_chunks) {
+            t = cl->free_chunks;
+            cl->free_chunks = t->next;
+        } else {
+            size_t cap = n > CL_CHUNK ? n : CL_CHUNK;
+            t = malloc(sizeof *t + cap);
+            if (!t) return NULL;
+            t->cap = cap;
+        }
+        t->next = NULL;
+        t->segid = cl->cur_seg;
+        t->off = cl->cur_off;
+        t->len = 0;
+        if (cl->tail) cl->tail->next = t;
+        else cl->head = t;
+        cl->tail = t;
+    }
+    uint8_t *p = t->data + t->len;
+    t->len += n;
+    return p;
+}
+
+/* Ends the current segment (marker if room) and starts the next; mu held. */
+static int roll(commitlog *cl) {
+    if (cl->cur_seg == UINT32_MAX) return ILION_ETOOBIG;
+    if (cl->segsize - cl->cur_off >= CL_END_MARK) {
+        uint8_t *p = reserve(cl, CL_END_MARK);
+        if (!p) return -ENOMEM;
+        be32_put(p, 0);
+        be32_put(p + 4, crc(p, 4) ^ cl->cur_mask);
+        cl->buffered += CL_END_MARK;
+    }
+    int rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, cl->cur_seg + 1);
+    if (rc) return rc;
+    cl->cur_seg++;
+    cl->cur_off = CL_HDR;
+    cl->cur_mask = seg_mask(cl->cur_seg);
+    return 0;
+}
+
+int commitlog_append(commitlog *cl, const void *payload, size_t len, uint64_t *pos) {
+    if (len == 0) return ILION_EINVALID;   /* a zero length marks the end of a segment */
+    if (len > cl->segsize - CL_HDR - CL_REC_OVERHEAD) return ILION_ETOOBIG;
+    uint8_t lenb[4];
+    be32_put(lenb, (uint32_t)len);
+    uint32_t lcrc = crc(lenb, 4), pcrc = crc(payload, len);
+    size_t need = CL_REC_OVERHEAD + len;
+
+    pthread_mutex_lock(&cl->mu);
+    while (!cl->failed && !cl->closing && cl->buffered > 0 &&
+           cl->buffered + need + CL_END_MARK > cl->max_buffer)
+        pthread_cond_wait(&cl->space_cv, &cl->mu);
+    if (cl->failed || cl->closing) {
+        pthread_mutex_unlock(&cl->mu);
+        return cl->failed ? ILION_ESYNCFAILED : ILION_ECLOSED;
+    }
+    int rc = 0;
+    if (cl->cur_off + need > cl->segsize) rc = roll(cl);
+    uint8_t *p = rc ? NULL : reserve(cl, need);
+    if (!p) {
+        pthread_mutex_unlock(&cl->mu);
+        return rc ? rc : -ENOMEM;
+    }
+    bool was_empty = cl->buffered == 0;
+    memcpy(p, lenb, 4);
+    be32_put(p + 4, lcrc ^ cl->cur_mask);
+    memcpy(p + 8, payload, len);
+    be32_put(p + 8 + len, pcrc ^ cl->cur_mask);
+    cl->cur_off += (uint32_t)need;
+    cl->buffered += need;
+    cl->st.appends++;
+    *pos = (uint64_t)cl->cur_seg << 32 | cl->cur_off;
+    if (cl->mode != STORAGE_SYNC_PERIODIC ? was_empty
+                                          : (cl->buffered >= cl->write_threshold &&
+                                             cl->buffered - need < cl->write_threshold))
+        pthread_cond_signal(&cl->work_cv);
+    pthread_mutex_unlock(&cl->mu);
+    return 0;
+}
+
+bool commitlog_is_synced(commitlog *cl, uint64_t pos) {
+    if (__atomic_load_n(&cl->failed, __ATOMIC_ACQUIRE)) return false;
+    if (cl->mode == STORAGE_SYNC_PERIODIC) return true;
+    return __atomic_load_n(&cl->synced_pos, __ATOMIC_ACQUIRE) >= pos;
+}
+
+int commitlog_wait(commitlog *cl, uint64_t pos) {
+    if (cl->mode == STORAGE_SYNC_PERIODIC)
+        return __atomic_load_n(&cl->failed, __ATOMIC_ACQUIRE) ? ILION_ESYNCFAILED : 0;
+    pthread_mutex_lock(&cl->mu);
+    while (!cl->failed && cl->synced_pos < pos && cl->thr_started) {
+        if (cl->closing && !cl->head && cl->buffered == 0) break;
+        pthread_cond_wait(&cl->synced_cv, &cl->mu);
+    }
+    int rc = cl->failed ? ILION_ESYNCFAILED : cl->synced_pos >= pos ? 0 : ILION_ECLOSED;
+    pthread_mutex_unlock(&cl->mu);
+    return rc;
+}
+
+void commitlog_set_sync_callback(commitlog *cl, storage_sync_cb cb, void *arg) {
+    pthread_mutex_lock(&cl->mu);
+    cl->cb = cb;
+    cl->cb_arg = arg;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+uint64_t commitlog_position(commitlog *cl) {
+    pthread_mutex_lock(&cl->mu);
+    uint64_t p = (uint64_t)cl->cur_seg << 32 | cl->cur_off;
+    pthread_mutex_unlock(&cl->mu);
+    return p;
+}
+
+void commitlog_discard_before(commitlog *cl, uint64_t pos) {
+    uint32_t id = (uint32_t)(pos >> 32);
+    pthread_mutex_lock(&cl->mu);
+    if (id > cl->cur_seg) id = cl->cur_seg;
+    if (id > cl->discard_upto) cl->discard_upto = id;
+    recycle_eligible(cl);
+    pthread_mutex_unlock(&cl->mu);
+}
+
+uint64_t commitlog_active_bytes(commitlog *cl) {
+    pthread_mutex_lock(&cl->mu);
+    uint64_t n = 0;
+    for (size_t i = 0; i < cl->nlive; i++) {
+        uint32_t id = cl->live[i];
+        if (id < cl->discard_upto) continue;
+        n += id == cl->cur_seg ? cl->cur_off : cl->segsize;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}
+
+void commitlog_stats_get(commitlog *cl, commitlog_stats *s) {
+    pthread_mutex_lock(&cl->mu);
+    *s = cl->st;
+    s->segments_live = cl->nlive;
+    s->free_segments = cl->nfree;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+/* ---- replay --------------------------------------------------------------------------- */
+
+/* True when some complete, valid record of this segment starts at or after `from`: then the
+ * damage before it is in the middle of the log, not a torn tail. */
+static bool valid_record_after(const uint8_t *b, size_t lim, size_t from, uint32_t mask) {
+    for (size_t o = from; o + CL_REC_OVERHEAD <= lim; o++) {
+        uint32_t len = be32_get(b + o);
+        if (len == 0 || len > lim - o - CL_REC_OVERHEAD) continue;
+        if (be32_get(b + o + 4) != (crc(b + o, 4) ^ mask)) continue;
+        if (be32_get(b + o + 8 + len) == (crc(b + o + 8, len) ^ mask)) return true;
+    }
+    return false;
+}
+
+enum seg_state { SEG_CLEAN, SEG_TORN, SEG_NOHEADER };
+
+typedef struct replay_ctx {
+    uint64_t replay_from;
+    commitlog_replay_cb cb;
+    void *arg;
+} replay_ctx;
+
+/* Replays one segment file. *end gets the offset just past its last good record. */
+static int replay_segment(const char *path, uint32_t id, bool is_last, const replay_ctx *rc_,
+                          enum seg_state *state, uint32_t *end, uint64_t *file_segsize) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = -errno;
+        LOG_ERROR(MOD, "opening %s: %s", path, strerror(-e));
+        return e;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    uint8_t h[CL_HDR];
+    size_t fsize = (size_t)sb.st_size;
+    ssize_t hn = fsize >= CL_HDR ? pread(fd, h, CL_HDR, 0) : 0;
+    uint64_t hid = 0, hsize = 0;
+    int hrc = hn == (ssize_t)CL_HDR ? header_decode(h, CL_HDR, &hid, &hsize) : ILION_ECORRUPT;
+    if (hrc == ILION_EFORMAT) {
+        close(fd);
+        LOG_ERROR(MOD, "%s: unsupported commit log version %u", path, be32_get(h + 4));
+        return ILION_EFORMAT;
+    }
+    if (hrc == 0 && hid != id) hrc = ILION_ECORRUPT;
+    size_t lim = fsize;
+    if (hrc == 0 && hsize < lim) lim = (size_t)hsize;
+    uint8_t *b = NULL;
+    if (lim > 0) {
+        b = malloc(lim);
+        if (!b) { close(fd); return -ENOMEM; }
+        size_t got = 0;
+        while (got < lim) {
+            ssize_t r = pread(fd, b + got, lim - got, (off_t)got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                int e = r < 0 ? -errno : ILION_ETRUNCATED;
+                free(b);
+                close(fd);
+                LOG_ERROR(MOD, "reading %s: %s", path, ilion_strerror(e));
+                return e;
+            }
+            got += (size_t)r;
+        }
+    }
+    close(fd);
+    uint32_t mask = seg_mask(id);
+    *file_segsize = hsize;
+    *end = CL_HDR;
+    if (hrc != 0) {
+        /* A last segment whose header never reached the disk was being activated; anything
+         * else without a valid header is damage. */
+        if (is_last && !valid_record_after(b, lim, CL_HDR, mask)) {
+            free(b);
+            *state = SEG_NOHEADER;
+            return 0;
+        }
+        free(b);
+        LOG_ERROR(MOD, "corrupt commit log segment header in %s at offset 0", path);
+        return ILION_ECORRUPT;
+    }
+
+    size_t off = CL_HDR;
+    const char *why = NULL;
+    int rc = 0;
+    *state = SEG_CLEAN;
+    for (;;) {
+        if (off + CL_END_MARK > lim) {
+            if (off + CL_END_MARK > hsize) break;      /* segment full */
+            why = "segment file shorter than its header says";
+            break;
+        }
+        uint32_t len = be32_get(b + off);
+        if (be32_get(b + off + 4) != (crc(b + off, 4) ^ mask)) { why = "bad length checksum"; break; }
+        if (len == 0) break;                              /* end-of-segment marker */
+        if ((uint64_t)len + CL_REC_OVERHEAD > lim - off) {
+            why = (uint64_t)off + len + CL_REC_OVERHEAD <= hsize ? "record cut short"
+                                                                : "record length past segment end";
+            break;
+        }
+        if (be32_get(b + off + 8 + len) != (crc(b + off + 8, len) ^ mask)) {
+            why = "bad payload checksum";
+            break;
+        }
+        uint64_t pos = (uint64_t)id << 32 | (off + CL_REC_OVERHEAD + len);
+        if (pos > rc_->replay_from && rc_->cb) {
+            rc = rc_->cb(rc_->arg, b + off + 8, len, pos);
+            if (rc) break;
+        }
+        off += CL_REC_OVERHEAD + len;
+    }
+    *end = (uint32_t)off;
+    if (!rc && why) {
+        if (is_last && !valid_record_after(b, lim, off + 1, mask)) {
+            *state = SEG_TORN;
+            LOG_INFO(MOD, "end of commit log in %s at offset %zu (%s: torn last record)", path, off, why);
+        } else {
+            LOG_ERROR(MOD, "corrupt commit log record in %s at offset %zu: %s", path, off, why);
+            rc = ILION_ECORRUPT;
+        }
+    }
+    free(b);
+    return rc;
+}
+
+/* Marks the end of the last replayed segment so it reads as complete once it is no longer the
+ * last one. */
+static int seal_segment(commitlog *cl, const char *path, uint32_t id, uint32_t end, uint64_t hsize) {
+    if ((uint64_t)end + CL_END_MARK > hsize) return 0;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    uint8_t m[CL_END_MARK];
+    be32_put(m, 0);
+    be32_put(m + 4, crc(m, 4) ^ seg_mask(id));
+    int rc = pwrite_all(fd, m, sizeof m, end);
+    if (!rc) rc = do_fsync(cl, fd);
+    close(fd);
+    return rc;
+}
+
+static void cl_free(commitlog *cl) {
+    if (!cl) return;
+    if (cl->dirfd >= 0) close(cl->dirfd);
+    if (cl->fd >= 0) close(cl->fd);
+    for (cl_chunk *c = cl->head, *n; c; c = n) { n = c->next; free(c); }
+    for (cl_chunk *c = cl->free_chunks, *n; c; c = n) { n = c->next; free(c); }
+    free(cl->live);
+    free(cl->freeids);
+    free(cl->dir);
+    pthread_mutex_destroy(&cl->mu);
+    pthread_cond_destroy(&cl->work_cv);
+    pthread_cond_destroy(&cl->synced_cv);
+    pthread_cond_destroy(&cl->space_cv);
+    free(cl);
+}
+
+static int scan_dir(commitlog *cl, uint32_t **segs, size_t *nsegs, uint32_t *maxid) {
+    DIR *d = opendir(cl->dir);
+    if (!d) return -errno;
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        uint32_t id;
+        char pfx[32];
+        snprintf(pfx, sizeof pfx, "CommitLog-%u-", CL_VERSION);
+        if (parse_name(de->d_name, pfx, &id)) {
+            rc = ids_push(segs, nsegs, &cap, id);
+        } else if (parse_name(de->d_name, "CommitLog-free-", &id)) {
+            rc = ids_push(&cl->freeids, &cl->nfree, &cl->capfree, id);
+        } else if (strncmp(de->d_name, "CommitLog-", 10) == 0 && de->d_name[10] >= '0' &&
+                   de->d_name[10] <= '9') {
+            LOG_ERROR(MOD, "%s/%s: commit log segment of an unsupported version", cl->dir, de->d_name);
+            rc = ILION_EFORMAT;
+        } else {
+            continue;
+        }
+        if (!rc && id > *maxid) *maxid = id;
+    }
+    closedir(d);
+    if (!rc) qsort(*segs, *nsegs, sizeof **segs, cmp_u32);
+    return rc;
+}
+
+int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_replay_cb cb,
+                   void *arg, commitlog **out) {
+    *out = NULL;
+    if (!o || !o->dir) return ILION_EINVALID;
+    uint64_t segsize = o->segment_size ? o->segment_size : 32ull << 20;
+    if (segsize < CL_MIN_SEGMENT || segsize > CL_MAX_SEGMENT) return ILION_EINVALID;
+    if (mkdir(o->dir, 0755) != 0 && errno != EEXIST) return -errno;
+
+    commitlog *cl = calloc(1, sizeof *cl);
+    if (!cl) return -ENOMEM;
+    cl->fd = -1;
+    cl->dirfd = -1;
+    pthread_mutex_init(&cl->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cl->work_cv, &ca);
+    pthread_cond_init(&cl->synced_cv, &ca);
+    pthread_cond_init(&cl->space_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    cl->dir = strdup(o->dir);
+    cl->mode = o->sync_mode;
+    cl->period_ms = o->sync_period_ms ? o->sync_period_ms : 10000;
+    cl->window_ms = o->group_window_ms ? o->group_window_ms : 15;
+    cl->segsize = segsize;
+    cl->max_buffer = o->max_buffer ? o->max_buffer : 16ull << 20;
+    if (cl->max_buffer < 2 * CL_CHUNK) cl->max_buffer = 2 * CL_CHUNK;
+    cl->write_threshold = cl->max_buffer / 4 < CL_CHUNK ? cl->max_buffer / 4 : CL_CHUNK;
+    cl->sync_fn = o->sync_fn;
+    cl->sync_fn_arg = o->sync_fn_arg;
+    if (!cl->dir) { cl_free(cl); return -ENOMEM; }
+    cl->dirfd = open(cl->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cl->dirfd < 0) { int e = -errno; cl_free(cl); return e; }
+
+    uint32_t *segs = NULL;
+    size_t nsegs = 0;
+    uint32_t maxid = 0;
+    int rc = scan_dir(cl, &segs, &nsegs, &maxid);
+    uint32_t skip_below = (uint32_t)(replay_from >> 32);
+    replay_ctx rctx = {replay_from, cb, arg};
+    char path[4096];
+    for (size_t i = 0; !rc && i < nsegs; i++) {
+        uint32_t id = segs[i];
+        seg_path(path, sizeof path, cl->dir, id);
+        if (id < skip_below) {
+            rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, id);  /* recycled below */
+            continue;
+        }
+        bool last = i + 1 == nsegs;
+        enum seg_state state = SEG_CLEAN;
+        uint32_t end = CL_HDR;
+        uint64_t hsize = 0;
+        rc = replay_segment(path, id, last, &rctx, &state, &end, &hsize);
+        if (rc) break;
+        if (state == SEG_NOHEADER) {
+            char fp[4096];
+            free_path(fp, sizeof fp, cl->dir, id);
+            if (rename(path, fp) == 0) rc = ids_push(&cl->freeids, &cl->nfree, &cl->capfree, id);
+            else rc = -errno;
+            if (!rc) rc = fsync_dir(cl);
+            continue;
+        }
+        if (last) rc = seal_segment(cl, path, id, end, hsize);
+        if (!rc) rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, id);
+    }
+    free(segs);
+    if (rc) { cl_free(cl); return rc; }
+
+    if (skip_below > maxid) maxid = skip_below;
+    if (maxid == UINT32_MAX) { cl_free(cl); return ILION_ETOOBIG; }
+    cl->cur_seg = maxid + 1;
+    cl->cur_off = CL_HDR;
+    cl->cur_mask = seg_mask(cl->cur_seg);
+    cl->closed_below = cl->cur_seg;
+    cl->discard_upto = skip_below;
+    cl->written_pos = cl->synced_pos = (uint64_t)cl->cur_seg << 32 | CL_HDR;
+    rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, cl->cur_seg);
+    if (rc) { cl_free(cl); return rc; }
+    pthread_mutex_lock(&cl->mu);
+    recycle_eligible(cl);
+    pthread_mutex_unlock(&cl->mu);
+
+    if ((rc = pthread_create(&cl->thr, NULL, sync_main, cl)) != 0) { cl_free(cl); return -rc; }
+    cl->thr_started = true;
+    *out = cl;
+    return 0;
+}
+
+void commitlog_close(commitlog *cl) {
+    if (!cl) return;
+    pthread_mutex_lock(&cl->mu);
+    cl->closing = true;
+    pthread_cond_broadcast(&cl->work_cv);
+    pthread_cond_broadcast(&cl->space_cv);
+    pthread_mutex_unlock(&cl->mu);
+    if (cl->thr_started) pthread_join(cl->thr, NULL);
+    cl_free(cl);
+}
