@@ -49,8 +49,8 @@ void cluster_options_default(cluster_options *o);
 
 /* Loads or creates the identity (host id, tokens, generation = max(now, last + 1), saved before
  * return), binds storage_port, sets up gossip. Nothing is sent before cluster_start.
- * *out owned by the caller (cluster_destroy). -errno, -ILION_EINVALID (bad option),
- * -ILION_EINVALID also when data_dir belongs to another cluster name. */
+ * *out owned by the caller (cluster_destroy). -errno, ILION_EINVALID (bad option),
+ * ILION_EINVALID also when data_dir belongs to another cluster name. */
 int cluster_create(uv_loop_t *loop, const cluster_options *o, cluster **out);
 /* Starts gossip rounds (first round at once) with STATUS NORMAL. */
 int cluster_start(cluster *c);

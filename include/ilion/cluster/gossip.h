@@ -85,7 +85,7 @@ void gossip_options_default(gossip_options *o);
 int gossip_create(const gossip_options *o, const gossip_transport *t, gossip **out);
 void gossip_destroy(gossip *g);
 
-/* Up to 8 listeners; 0 or -ILION_ETOOBIG. */
+/* Up to 8 listeners; 0 or ILION_ETOOBIG. */
 int gossip_add_listener(gossip *g, const gossip_listener *l);
 
 /* Sets one of our own states (copied); it gets a new version and spreads from the next round. */
@@ -106,10 +106,10 @@ bool gossip_knows(const gossip *g, const net_addr *ep);
 size_t gossip_endpoint_count(const gossip *g);
 const net_addr *gossip_endpoint_at(const gossip *g, size_t i);
 /* Value of an application state: 0 with the value and its length (valid until the next gossip call) and
- * *version, or -ILION_ENOTFOUND. */
+ * *version, or ILION_ENOTFOUND. */
 int gossip_get_app(const gossip *g, const net_addr *ep, enum gossip_app key, const uint8_t **value,
                    size_t *len, uint32_t *version);
-/* Heartbeat generation and the endpoint's max version; -ILION_ENOTFOUND. */
+/* Heartbeat generation and the endpoint's max version; ILION_ENOTFOUND. */
 int gossip_get_heartbeat(const gossip *g, const net_addr *ep, int32_t *generation,
                          uint32_t *max_version);
 double gossip_phi(const gossip *g, const net_addr *ep);

@@ -19,7 +19,7 @@ typedef struct localstate {
     char cluster_name[128];
 } localstate;
 
-/* 0, -ENOENT when there is no state yet, -ILION_ECORRUPT/-ILION_ECHECKSUM/-ILION_EFORMAT. */
+/* 0, -ENOENT when there is no state yet, ILION_ECORRUPT/ILION_ECHECKSUM/ILION_EFORMAT. */
 int localstate_load(const char *data_dir, localstate *out);
 /* Creates data_dir/system as needed. 0 or -errno. */
 int localstate_save(const char *data_dir, const localstate *s);

@@ -34,10 +34,10 @@ void ring_destroy(ring *r);
 
 /* Adds or replaces an endpoint with its tokens (copied). A token already owned by another
  * endpoint moves to this one (the newer claim wins, as when a node replaces another).
- * 0, -ENOMEM, -ILION_EINVALID. */
+ * 0, -ENOMEM, ILION_EINVALID. */
 int ring_set_endpoint(ring *r, const net_addr *ep, const uint8_t host_id[16], const char *dc,
                       const char *rack, const int64_t *tokens, uint32_t ntokens);
-/* 0 or -ILION_ENOTFOUND. */
+/* 0 or ILION_ENOTFOUND. */
 int ring_remove_endpoint(ring *r, const net_addr *ep);
 /* The node itself, answered for SCHEMA_REPL_LOCAL keyspaces. */
 void ring_set_local(ring *r, const net_addr *ep);
@@ -57,7 +57,7 @@ const ring_endpoint *ring_token_owner(const ring *r, uint32_t i);
 uint32_t ring_first_index(const ring *r, int64_t token);
 
 /* Replicas of `token` under repl, primary first, into out (capacity max). Returns the count
- * (0 on an empty ring; fewer than RF when there are too few endpoints) or -ILION_EINVALID. */
+ * (0 on an empty ring; fewer than RF when there are too few endpoints) or ILION_EINVALID. */
 int ring_replicas(const ring *r, const schema_replication *repl, int64_t token, net_addr *out,
                   size_t max);
 

@@ -22,7 +22,7 @@ typedef struct snitch_info {
 
 void snitch_defaults(snitch_info *s);
 /* Parses the properties text; unknown keys are ignored. Starts from the defaults.
- * 0, or -ILION_EINVALID for a value longer than SNITCH_NAME_MAX-1 or an empty dc/rack. */
+ * 0, or ILION_EINVALID for a value longer than SNITCH_NAME_MAX-1 or an empty dc/rack. */
 int snitch_parse(const char *text, size_t len, snitch_info *out);
 /* Reads and parses the file; a missing file gives the defaults and -ENOENT. */
 int snitch_load(const char *path, snitch_info *out);

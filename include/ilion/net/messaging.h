@@ -36,7 +36,7 @@ typedef struct net_addr {
 
 #define NET_ADDR_STRLEN 64  /* enough for "[v6]:port" */
 
-/* Parses a numeric IPv4/IPv6 address (no names) with the given port. 0 or -ILION_EINVALID. */
+/* Parses a numeric IPv4/IPv6 address (no names) with the given port. 0 or ILION_EINVALID. */
 int net_addr_parse(const char *ip, uint16_t port, net_addr *out);
 /* "1.2.3.4:7000" or "[::1]:7000"; returns out. */
 const char *net_addr_str(const net_addr *a, char *out, size_t outlen);
@@ -110,7 +110,7 @@ void net_options_default(net_options *o);
  * (net_destroy). Returns -errno from bind/listen (e.g. -EADDRINUSE). */
 int net_create(uv_loop_t *loop, const net_options *o, net_service **out);
 
-/* Closes every connection and the listener, fails pending requests with -ILION_ECLOSED (their
+/* Closes every connection and the listener, fails pending requests with ILION_ECLOSED (their
  * callbacks run before this returns), and frees the service once libuv has closed the handles:
  * keep running the loop afterwards. */
 void net_destroy(net_service *ns);
@@ -135,13 +135,13 @@ typedef void (*net_handler)(void *arg, net_service *ns, const net_msg *m, const 
 int net_register(net_service *ns, uint8_t verb, net_handler h, void *arg);
 
 /* Response callback: err 0 with the payload (valid during the call), or err < 0 and no
- * payload: -ILION_ETIMEOUT (no answer in time), -ILION_EUNAVAILABLE (the peer was marked down
- * meanwhile), -ECONNREFUSED (the peer refused our handshake), -ILION_ECLOSED (service destroyed),
+ * payload: ILION_ETIMEOUT (no answer in time), ILION_EUNAVAILABLE (the peer was marked down
+ * meanwhile), -ECONNREFUSED (the peer refused our handshake), ILION_ECLOSED (service destroyed),
  * or the i32 code a handler answered with net_respond_error. */
 typedef void (*net_response_cb)(void *arg, int err, uint8_t verb, const uint8_t *payload, size_t len);
 
-/* Sends a request and calls cb exactly once. Fails at once with -ILION_EUNAVAILABLE when `to`
- * is marked down, -ILION_ETOOBIG over the size limit, -ILION_EINVALID for a bad verb.
+/* Sends a request and calls cb exactly once. Fails at once with ILION_EUNAVAILABLE when `to`
+ * is marked down, ILION_ETOOBIG over the size limit, ILION_EINVALID for a bad verb.
  * The payload is copied before return. *id_out (may be NULL) gets the message id. */
 int net_request(net_service *ns, const net_addr *to, uint8_t verb, const void *payload, size_t len,
                 uint32_t timeout_ms, net_response_cb cb, void *arg, uint64_t *id_out);
@@ -157,12 +157,12 @@ int net_respond(net_service *ns, const net_msg *m, uint8_t verb, const void *pay
 /* Answers with an error: the requester's callback gets err = code (negative). */
 int net_respond_error(net_service *ns, const net_msg *m, int code);
 
-/* Cancels a pending request; its callback is not called. 0, or -ILION_ENOTFOUND if it already
+/* Cancels a pending request; its callback is not called. 0, or ILION_ENOTFOUND if it already
  * completed. */
 int net_cancel(net_service *ns, uint64_t id);
 
 /* The failure detector's verdict, fed by cluster/: requests to a down peer fail at once, and
- * marking a peer down fails its pending requests with -ILION_EUNAVAILABLE (callbacks run before
+ * marking a peer down fails its pending requests with ILION_EUNAVAILABLE (callbacks run before
  * this returns). Marking up resets the reconnect backoff. */
 void net_set_peer_down(net_service *ns, const net_addr *peer, bool down);
 bool net_peer_is_down(const net_service *ns, const net_addr *peer);
