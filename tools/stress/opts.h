@@ -1,0 +1,73 @@
+/*
+ * Command-line options of ilion-stress, in cassandra-stress's syntax: a command (write, read,
+ * mixed) with its options, then option groups (-rate, -node, -schema, -col, -pop, -mode,
+ * -log, -graph, -errors, -port). Parsing is pure (no I/O besides the error text) so it is
+ * unit-tested. Single-threaded.
+ */
+#ifndef ILION_STRESS_OPTS_H
+#define ILION_STRESS_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define STRESS_MAX_NODES 64
+
+enum stress_cmd { STRESS_WRITE, STRESS_READ, STRESS_MIXED };
+enum stress_dist { DIST_SEQ, DIST_UNIFORM, DIST_GAUSSIAN, DIST_FIXED };
+
+typedef struct stress_range {
+    int kind;          /* enum stress_dist */
+    uint64_t lo, hi;   /* inclusive */
+    double stdvrng;    /* gaussian: (hi-lo)/2 / stdev, default 3 */
+} stress_range;
+
+typedef struct stress_opts {
+    int command;
+    uint32_t ratio_write, ratio_read;   /* mixed */
+    uint64_t n;                         /* operations; 0 when a duration is given */
+    double duration_s;
+    int cl;                             /* consistency code */
+    /* Concurrency: `threads` logical clients, each keeping `inflight` requests outstanding,
+     * so threads * inflight requests are in flight; they share connections_per_host
+     * connections to each node. */
+    int threads;
+    int inflight;
+    double throttle;                    /* ops/s in total, 0: unthrottled */
+    char *nodes[STRESS_MAX_NODES];
+    int nnodes;
+    int port;
+    bool create_schema;
+    char keyspace[64];
+    int rf;
+    char compaction[128];               /* empty: server default */
+    char compression[64];               /* sstable compression class, empty: default */
+    int ncols;
+    stress_range col_size;              /* FIXED(n) or UNIFORM(a..b) */
+    stress_range pop;
+    bool prepared;
+    bool lz4;
+    int connections_per_host;
+    bool token_aware;
+    uint32_t timeout_ms;
+    double log_interval_s;
+    char log_file[512];
+    char graph_file[512];
+    char title[128];
+    uint64_t errors_max;
+    uint64_t seed;
+    bool verify;                        /* reads compare values with what write stores */
+} stress_opts;
+
+void stress_opts_defaults(stress_opts *o);
+/* Parses argv[1..argc-1] into o (defaults first). 0 ok, 1 when help was asked for, -1 on an
+ * error described in err. Node names point into argv. */
+int stress_opts_parse(stress_opts *o, int argc, char **argv, char *err, size_t errlen);
+/* "30s", "2m", "1h", "500ms", plain seconds -> seconds; -1 on bad input. */
+double stress_parse_duration(const char *s);
+/* "1000000", "1M", "10k" -> count; -1 on bad input. */
+int64_t stress_parse_count(const char *s);
+void stress_usage(FILE *out);
+
+#endif
