@@ -780,7 +780,7 @@ static int scan_dir(commitlog *cl, uint32_t **segs, size_t *nsegs, uint32_t *max
         if (!rc && id > *maxid) *maxid = id;
     }
     closedir(d);
-    if (!rc) qsort(*segs, *nsegs, sizeof **segs, cmp_u32);
+    if (!rc && *nsegs > 1) qsort(*segs, *nsegs, sizeof **segs, cmp_u32);
     return rc;
 }
 
