@@ -50,6 +50,15 @@ typedef struct coord_error {
 int coord_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster, coord **out);
 /* Fails pending requests, then frees once their callbacks ran. */
 void coord_destroy(coord *c);
+/* The node's data center (NetworkTopologyStrategy placement and LOCAL_* levels on one node);
+ * NULL or unset: every DC named in a keyspace's replication is taken to include this node. */
+void coord_set_local_dc(coord *c, const char *dc);
+
+/* The replica count check alone (no I/O): 0 when cl can be met for a keyspace with `repl`, or
+ * fills err (Unavailable 0x1000 with required/alive, or Invalid 0x2200 for a level the
+ * operation does not support) and returns ILION_EUNAVAILABLE / ILION_EINVALID. */
+int coord_check_cl(coord *c, const schema_replication *repl, enum coord_cl cl, bool is_write,
+                   coord_error *err);
 
 typedef void (*coord_write_cb)(void *arg, const coord_error *err /* NULL: success */);
 /* Writes the mutations (copied before return) at consistency cl; the callback runs once every
