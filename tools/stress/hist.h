@@ -13,7 +13,7 @@
 #define HIST_SUB_BITS 7                       /* 128 sub-buckets per octave */
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_LINEAR (2u * HIST_SUB)           /* values below 256 are exact */
-#define HIST_BUCKETS (HIST_LINEAR + (64u - HIST_SUB_BITS - 2u) * HIST_SUB)
+#define HIST_BUCKETS (HIST_LINEAR + (64u - HIST_SUB_BITS - 1u) * HIST_SUB)
 
 typedef struct hist {
     uint64_t count;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cqlclient.h"
+#include "../cqlclient/cqlclient.h"
 
 void stress_opts_defaults(stress_opts *o) {
     memset(o, 0, sizeof *o);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cqlclient.h"
+#include "../cqlclient/cqlclient.h"
 
 void stress_interval_fill(stress_interval *iv, const hist *h) {
     iv->mean_ms = hist_mean(h) / 1e6;
