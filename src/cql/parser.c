@@ -655,6 +655,13 @@ static cql_type *parse_type(P *p) {
         leave(p);
         return ty;
     }
+    if (is_kw(tp, CQL_KW_SET) && peek_is(p, 1, CQL_TK_LT)) { /* `set` is reserved elsewhere */
+        next(p);
+        ty->kind = CQL_TYPE_SET;
+        type_params(p, ty, 1, 1);
+        leave(p);
+        return ty;
+    }
     if (!is_name_tok(tp)) noviable(p, tp);
     cql_tok t = next(p);
     cql_str name = tok_name(p, &t);
@@ -679,8 +686,8 @@ static cql_type *parse_type(P *p) {
         } else if (strcmp(name.s, "tuple") == 0 && peek_is(p, 0, CQL_TK_LT)) {
             ty->kind = CQL_TYPE_TUPLE;
             type_params(p, ty, 1, UINT32_MAX);
-        } else if (t.kw == CQL_KW_FROZEN && peek_is(p, 0, CQL_TK_LT)) {
-            next(p);
+        } else if (t.kw == CQL_KW_FROZEN) {
+            expect(p, CQL_TK_LT);
             cql_type *in = parse_type(p);
             expect(p, CQL_TK_GT);
             in->frozen = true;
