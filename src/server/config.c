@@ -69,7 +69,7 @@ typedef struct key_def {
 #define F(field) offsetof(server_config, field)
 static const key_def keys[] = {
     {"cluster_name", K_STR, F(cluster_name), 0, 0},
-    {"num_tokens", K_U32, F(num_tokens), 1, 1536},
+    {"num_tokens", K_U32, F(num_tokens), 1, 1024},
     {"partitioner", K_PARTITIONER, F(partitioner), 0, 0},
     {"listen_address", K_STR, F(listen_address), 0, 0},
     {"rpc_address", K_STR, F(rpc_address), 0, 0},
