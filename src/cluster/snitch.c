@@ -58,11 +58,6 @@ int snitch_parse(const char *text, size_t len, snitch_info *out) {
         }
         if (rc < 0) return rc;
     }
-    if (out->dc_suffix[0]) {
-        size_t dl = strlen(out->dc), sl = strlen(out->dc_suffix);
-        if (dl + sl >= SNITCH_NAME_MAX) return ILION_EINVALID;
-        memcpy(out->dc + dl, out->dc_suffix, sl + 1);
-    }
     return 0;
 }
 

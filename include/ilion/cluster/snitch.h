@@ -14,9 +14,9 @@
 #define SNITCH_NAME_MAX 64
 
 typedef struct snitch_info {
-    char dc[SNITCH_NAME_MAX];
+    char dc[SNITCH_NAME_MAX];          /* as written in the file, without dc_suffix */
     char rack[SNITCH_NAME_MAX];
-    char dc_suffix[SNITCH_NAME_MAX];   /* appended to dc, as Cassandra does */
+    char dc_suffix[SNITCH_NAME_MAX];   /* the node's DC name is dc followed by dc_suffix */
     int prefer_local;
 } snitch_info;
 
