@@ -91,6 +91,20 @@ typedef struct storage_slice {
     uint32_t limit;        /* live rows; 0 = no limit */
 } storage_slice;
 
+/* True when ck lies inside the slice bounds (the limit and direction are not considered). */
+static inline bool storage_slice_contains(const storage_slice *s, const uint8_t *ck, uint32_t cklen) {
+    if (!s) return true;
+    if (s->start) {
+        int c = st_ck_compare(ck, cklen, s->start, s->start_len);
+        if (c < 0 || (c == 0 && !s->start_incl)) return false;
+    }
+    if (s->end) {
+        int c = st_ck_compare(ck, cklen, s->end, s->end_len);
+        if (c > 0 || (c == 0 && !s->end_incl)) return false;
+    }
+    return true;
+}
+
 /* Reads one partition merged across memtables and SSTables. Tombstones not yet purgeable are
  * kept in the result (the coordinator needs them to reconcile replicas); expired cells are
  * returned as tombstones. A partition with nothing in it gives *out == NULL and 0.
