@@ -43,12 +43,16 @@ typedef struct cluster_options {
     const uint8_t *host_id;          /* 16 bytes to force one on first start; NULL: random */
     uint64_t rng_seed;               /* 0: from the OS */
     uint32_t net_backoff_max_ms;     /* default 10000 */
+    /* The identity, when the caller already loaded and saved it (server/node.c does): host id,
+     * tokens and this start's generation are taken from here and data_dir is not touched.
+     * NULL: cluster_create loads or creates data_dir/system/local.state itself. */
+    const struct localstate *identity;
 } cluster_options;
 
 void cluster_options_default(cluster_options *o);
 
 /* Loads or creates the identity (host id, tokens, generation = max(now, last + 1), saved before
- * return), binds storage_port, sets up gossip. Nothing is sent before cluster_start.
+ * return) unless options carry one, binds storage_port, sets up gossip. Nothing is sent before cluster_start.
  * *out owned by the caller (cluster_destroy). -errno, ILION_EINVALID (bad option),
  * ILION_EINVALID also when data_dir belongs to another cluster name. */
 int cluster_create(uv_loop_t *loop, const cluster_options *o, cluster **out);
@@ -101,7 +105,7 @@ typedef struct cluster_peer {
     char status[32];
     uint64_t load;
     int32_t generation;
-    const int64_t *tokens;   /* valid until the next loop turn that processes gossip */
+    const int64_t *tokens;   /* valid until the next cluster_peer_get/find call */
     uint32_t ntokens;
     double phi;
 } cluster_peer;
