@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Request path: an ilion node driven by ilion-stress against redis-server driven by
+# redis-benchmark, in the same invocation, at equal requests in flight, 100-byte values.
+#
+#   bench/request_vs_redis.sh            build into build-bench/, run every case, print ratios
+#
+# Cases (ilion figure / redis figure = ratio; > 1 means ilion is faster):
+#   write     ilion-stress write, 50 in flight (50 threads x 1)   vs redis-benchmark -t set -c 50
+#   read      ilion-stress read,  50 in flight                    vs redis-benchmark -t get -c 50
+#   durable   as write, commitlog_sync batch                      vs appendfsync always
+#   write256  256 in flight: 16 connections x 16 in flight         vs -t set -c 16 -P 16
+#   read256   256 in flight: 16 connections x 16 in flight         vs -t get -c 16 -P 16
+# The pipelined redis run keeps 16 clients x 16 pipelined commands = 256 requests in flight;
+# ilion-stress keeps 16 logical clients x 16 requests in flight, one connection per client, so
+# both sides have 16 sockets and 256 outstanding requests. (Pipelining lets redis batch a
+# client's 16 commands in one read; CQL streams give the node the same opportunity.)
+#
+# Environment: N (ops per 50-client case, default 200000), NP (ops per 256 case, 1000000),
+# ND (ops per durable case, 50000), IP (node address, default 127.0.0.77 so it does not collide
+# with a developer's node on 127.0.0.1), REDIS_PORT (default 16379), PROFILE=1 to record the
+# node with `perf record` during the write case (report in $OUT/perf-write.txt),
+# OUT (directory for logs and HTML reports, default a temp dir that is kept).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+B=$ROOT/build-bench
+N=${N:-200000}
+NP=${NP:-1000000}
+ND=${ND:-50000}
+IP=${IP:-127.0.0.77}
+REDIS_PORT=${REDIS_PORT:-16379}
+JOBS=${JOBS:-2}
+OUT=${OUT:-$(mktemp -d /tmp/ilion-bench.XXXXXX)}
+mkdir -p "$OUT"
+
+echo "== building into $B"
+cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$B" -j"$JOBS" --target ilion ilion-stress >/dev/null
+STRESS=$B/tools/ilion-stress
+NODE=$B/ilion
+command -v redis-server >/dev/null || { echo "redis-server missing (tools/setup-deps.sh)"; exit 1; }
+
+NODE_PID=""
+REDIS_PID=""
+cleanup() {
+    [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null || true
+    NODE_PID=""
+    REDIS_PID=""
+}
+trap cleanup EXIT INT TERM
+
+wait_port() { # host port seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+start_node() { # sync-mode name
+    local dir=$OUT/node-$2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # The sample config with this run's address, a private data directory and the sync mode.
+    sed -e "s#\./\.data/node1#$dir#g" \
+        -e "s#^listen_address:.*#listen_address: $IP#" \
+        -e "s#^rpc_address:.*#rpc_address: $IP#" \
+        -e "s#- seeds:.*#- seeds: \"$IP\"#" \
+        -e "s#^commitlog_sync:.*#commitlog_sync: $1#" \
+        "$ROOT/cassandra.yaml.sample" >"$dir/cassandra.yaml"
+    if [ "${PROFILE:-0}" = 1 ] && [ "$2" = periodic ]; then
+        perf record -g -o "$OUT/perf-node.data" -- "$NODE" --config "$dir/cassandra.yaml" \
+            >"$dir/node.log" 2>&1 &
+    else
+        "$NODE" --config "$dir/cassandra.yaml" >"$dir/node.log" 2>&1 &
+    fi
+    NODE_PID=$!
+    if ! wait_port "$IP" 9042 30; then
+        echo "node did not open $IP:9042; log:"
+        tail -20 "$dir/node.log"
+        exit 1
+    fi
+}
+
+stop_node() {
+    if [ -n "$NODE_PID" ]; then
+        kill -INT "$NODE_PID" 2>/dev/null || true
+        wait "$NODE_PID" 2>/dev/null || true
+        NODE_PID=""
+    fi
+}
+
+start_redis() { # appendfsync
+    local dir=$OUT/redis-$1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes \
+        --appendfsync "$1" --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    wait_port 127.0.0.1 "$REDIS_PORT" 10 || { echo "redis did not start"; exit 1; }
+}
+
+stop_redis() {
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    fi
+}
+
+# ilion-stress CMD N name [extra args...] -> prints op/s
+ilion_run() {
+    local cmd=$1 n=$2 name=$3
+    shift 3
+    "$STRESS" "$cmd" n="$n" cl=ONE -node "$IP" -col n=1 "size=FIXED(100)" \
+        -log file="$OUT/$name.log" -graph file="$OUT/$name.html" title="$name" "$@" \
+        >"$OUT/$name.out" 2>&1 || { echo "ilion-stress $name failed:" >&2; tail -5 "$OUT/$name.out" >&2; }
+    awk '/^Op rate/ {print $4}' "$OUT/$name.out"
+}
+
+# redis-benchmark TEST N name [extra...] -> prints req/s
+redis_run() {
+    local t=$1 n=$2 name=$3
+    shift 3
+    redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -n "$n" -t "$t" -d 100 -r 1000000 -q "$@" \
+        >"$OUT/$name.out" 2>&1
+    tr '\r' '\n' <"$OUT/$name.out" | awk -v T="$(echo "$t" | tr a-z A-Z)" \
+        '$1 == T":" {print $2}' | tail -1
+}
+
+RESULTS=()
+record() { # label ilion redis
+    local r
+    r=$(awk -v a="${2:-0}" -v b="${3:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    RESULTS+=("$(printf '%-44s %12s %12s %8s' "$1" "${2:-fail}" "${3:-fail}" "$r")")
+    printf '%-44s %12s %12s %8s\n' "$1" "${2:-fail}" "${3:-fail}" "$r"
+}
+
+echo "== results in $OUT (ops/s; ratio = ilion / redis)"
+printf '%-44s %12s %12s %8s\n' case ilion redis ratio
+
+start_node periodic periodic
+start_redis everysec
+w=$(ilion_run write "$N" write -pop "seq=1..$N" -rate threads=50)
+rw=$(redis_run set "$N" redis-set -c 50)
+record "write, 50 in flight (periodic / everysec)" "$w" "$rw"
+r=$(ilion_run read "$N" read -pop "dist=uniform(1..$N)" -rate threads=50)
+rr=$(redis_run get "$N" redis-get -c 50)
+record "read, 50 in flight" "$r" "$rr"
+w=$(ilion_run write "$NP" write256 -pop "seq=1..$NP" -rate threads=16 inflight=16 \
+    -mode native cql3 prepared connectionsPerHost=16)
+rw=$(redis_run set "$NP" redis-set-p16 -c 16 -P 16)
+record "write, 256 in flight (16 conns x 16)" "$w" "$rw"
+r=$(ilion_run read "$NP" read256 -pop "dist=uniform(1..$NP)" -rate threads=16 inflight=16 \
+    -mode native cql3 prepared connectionsPerHost=16)
+rr=$(redis_run get "$NP" redis-get-p16 -c 16 -P 16)
+record "read, 256 in flight (16 conns x 16)" "$r" "$rr"
+stop_node
+stop_redis
+if [ "${PROFILE:-0}" = 1 ] && [ -f "$OUT/perf-node.data" ]; then
+    perf report -i "$OUT/perf-node.data" --no-children --percent-limit 1 --stdio \
+        >"$OUT/perf-write.txt" 2>/dev/null || true
+fi
+
+start_node batch batch
+start_redis always
+w=$(ilion_run write "$ND" durable -pop "seq=1..$ND" -rate threads=50)
+rw=$(redis_run set "$ND" redis-set-always -c 50)
+record "durable write, 50 in flight (batch / always)" "$w" "$rw"
+stop_node
+stop_redis
+
+echo
+echo "== summary (ops/s; ratio = ilion / redis); logs and HTML reports in $OUT"
+printf '%-44s %12s %12s %8s\n' case ilion redis ratio
+printf '%s\n' "${RESULTS[@]}"
