@@ -29,10 +29,10 @@ void server_config_default(server_config *c) {
     c->nseeds = 1;
     snprintf(c->seeds[0], sizeof c->seeds[0], "127.0.0.1");
     c->ndata_dirs = 1;
-    snprintf(c->data_file_directories[0], sizeof c->data_file_directories[0], "./.data/data");
-    snprintf(c->commitlog_directory, sizeof c->commitlog_directory, "./.data/commitlog");
-    snprintf(c->hints_directory, sizeof c->hints_directory, "./.data/hints");
-    snprintf(c->saved_caches_directory, sizeof c->saved_caches_directory, "./.data/saved_caches");
+    snprintf(c->data_file_directories[0], sizeof c->data_file_directories[0], "./.data/node1/data");
+    snprintf(c->commitlog_directory, sizeof c->commitlog_directory, "./.data/node1/commitlog");
+    snprintf(c->hints_directory, sizeof c->hints_directory, "./.data/node1/hints");
+    snprintf(c->saved_caches_directory, sizeof c->saved_caches_directory, "./.data/node1/saved_caches");
     c->commitlog_sync = STORAGE_SYNC_PERIODIC;
     c->commitlog_sync_period_in_ms = 10000;
     c->commitlog_sync_group_window_in_ms = 15;

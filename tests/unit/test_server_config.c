@@ -73,8 +73,8 @@ Test(config, good_file) {
     cr_assert_eq(c.ndata_dirs, 2);
     cr_assert_str_eq(c.data_file_directories[1], "/tmp/b");
     cr_assert_str_eq(c.commitlog_directory, "/tmp/cl");
-    cr_assert_str_eq(c.hints_directory, "./.data/hints");          /* null keeps default */
-    cr_assert_str_eq(c.saved_caches_directory, "./.data/saved_caches");
+    cr_assert_str_eq(c.hints_directory, "./.data/node1/hints");          /* null keeps default */
+    cr_assert_str_eq(c.saved_caches_directory, "./.data/node1/saved_caches");
     cr_assert_eq(c.commitlog_sync, STORAGE_SYNC_BATCH);
     cr_assert_eq(c.commitlog_sync_period_in_ms, 50);
     cr_assert_eq(c.commitlog_sync_group_window_in_ms, 3);
