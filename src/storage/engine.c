@@ -205,7 +205,7 @@ static int meta_read(table *t) {
     int rc = file_read_all(path, 4096, &d, &n);
     if (rc) return rc;
     rc = ILION_ECORRUPT;
-    if (n == 64 && be64_get(d) == TABLE_META_MAGIC && be32_get(d + 60) == (uint32_t)crc32(0, d, 60) &&
+    if (n == 56 && be64_get(d) == TABLE_META_MAGIC && be32_get(d + 52) == (uint32_t)crc32(0, d, 52) &&
         be64_get(d + 8) == t->id) {
         t->opt.compression = (enum storage_compression)be32_get(d + 16);
         t->opt.block_size = be32_get(d + 20);
