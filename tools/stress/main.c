@@ -39,6 +39,10 @@ typedef struct sconn {
     uint16_t ins_len;
     uint8_t sel_id[256];
     uint16_t sel_len;
+    /* A node that has not yet applied the new table answers PREPARE with Invalid: retry. */
+    uv_timer_t retry;
+    bool retry_init;
+    int retries;
 } sconn;
 
 struct snode {
@@ -224,6 +228,7 @@ static void build_statements(stress *st) {
 }
 
 static void conn_prepared(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
+static void prepare_next(sconn *sc);
 
 static void conn_settled(stress *st) {
     if (--st->conns_pending > 0) return;
@@ -255,16 +260,42 @@ static void conn_ready(cqlc_conn *c, int status, void *arg) {
         conn_settled(st);
         return;
     }
-    int rc = cqlc_prepare(c, st->ins_cql, conn_prepared, sc);
+    prepare_next(sc);
+}
+
+static void prepare_next(sconn *sc) {
+    int rc = cqlc_prepare(sc->c, sc->ins_len ? sc->st->sel_cql : sc->st->ins_cql, conn_prepared, sc);
     if (rc < 0) {
         sc->failed = true;
-        conn_settled(st);
+        conn_settled(sc->st);
     }
+}
+
+static void on_prepare_retry(uv_timer_t *t) {
+    sconn *sc = t->data;
+    if (finished || !sc->c || !cqlc_conn_ready(sc->c)) {
+        sc->failed = true;
+        conn_settled(sc->st);
+        return;
+    }
+    prepare_next(sc);
 }
 
 static void conn_prepared(cqlc_conn *c, int status, const cqlc_result *res, void *arg) {
     sconn *sc = arg;
     stress *st = sc->st;
+    if (status == 0 && res->kind == CQLC_KIND_ERROR && res->err_code == 0x2200 && sc->retries < 50 &&
+        !finished) {
+        /* Schema not there yet (a peer behind on the CREATE TABLE): try again in 200 ms. */
+        sc->retries++;
+        if (!sc->retry_init) {
+            uv_timer_init(st->loop, &sc->retry);
+            sc->retry.data = sc;
+            sc->retry_init = true;
+        }
+        uv_timer_start(&sc->retry, on_prepare_retry, 200, 0);
+        return;
+    }
     if (status < 0 || res->kind != CQLC_KIND_PREPARED || res->prepared_id_len > sizeof sc->ins_id) {
         if (res && res->kind == CQLC_KIND_ERROR)
             fprintf(stderr, "ilion-stress: PREPARE on %s: %s: %s\n", sc->node->addr,
@@ -279,11 +310,7 @@ static void conn_prepared(cqlc_conn *c, int status, const cqlc_result *res, void
     if (sc->ins_len == 0) {
         memcpy(sc->ins_id, res->prepared_id, res->prepared_id_len);
         sc->ins_len = res->prepared_id_len;
-        int rc = cqlc_prepare(c, st->sel_cql, conn_prepared, sc);
-        if (rc < 0) {
-            sc->failed = true;
-            conn_settled(st);
-        }
+        prepare_next(sc);
         return;
     }
     memcpy(sc->sel_id, res->prepared_id, res->prepared_id_len);
@@ -778,13 +805,20 @@ static void finish(stress *st) {
         cqlc_conn_close(st->boot, NULL, NULL);
         st->boot = NULL;
     }
-    for (int i = 0; i < st->nnodes; i++)
-        for (int j = 0; j < st->nodes[i].nconns; j++)
-            if (st->nodes[i].conns[j].c) {
-                cqlc_conn_close(st->nodes[i].conns[j].c, NULL, NULL);
-                st->nodes[i].conns[j].c = NULL;
-                st->nodes[i].conns[j].ready = false;
+    for (int i = 0; i < st->nnodes; i++) {
+        for (int j = 0; j < st->nodes[i].nconns; j++) {
+            sconn *sc = &st->nodes[i].conns[j];
+            if (sc->retry_init) {
+                uv_close((uv_handle_t *)&sc->retry, NULL);
+                sc->retry_init = false;
             }
+            if (sc->c) {
+                cqlc_conn_close(sc->c, NULL, NULL);
+                sc->c = NULL;
+                sc->ready = false;
+            }
+        }
+    }
     uv_close((uv_handle_t *)&st->tick, NULL);
     uv_close((uv_handle_t *)&st->throttle_timer, NULL);
     uv_close((uv_handle_t *)&st->stop_timer, NULL);
