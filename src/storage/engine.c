@@ -338,7 +338,7 @@ static int table_load(table *t, uint64_t start_pos) {
         free(gens);
         return rc;
     }
-    qsort(ssts, nopen, sizeof *ssts, cmp_gen_desc);
+    if (nopen > 1) qsort(ssts, nopen, sizeof *ssts, cmp_gen_desc);
     t->floor = t->truncated_pos;
     for (uint32_t i = 0; i < nopen; i++)
         if (sstable_stats(ssts[i])->commitlog_pos > t->floor) t->floor = sstable_stats(ssts[i])->commitlog_pos;
@@ -815,7 +815,7 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
                 nv->ssts[k++] = cur->ssts[i];
             }
             nv->nsst = k;
-            qsort(nv->ssts, k, sizeof *nv->ssts, cmp_gen_desc);
+            if (k > 1) qsort(nv->ssts, k, sizeof *nv->ssts, cmp_gen_desc);
             view_install_locked(t, nv);
             installed = true;
         }

@@ -226,8 +226,8 @@ static bool mcell_wins(const mcell *n, const mcell *o) {
     return n->expiry > o->expiry;
 }
 
-static void pkname(int i, char *out) { sprintf(out, "pk%02d", i); }
-static void ckname(int i, char *out) { sprintf(out, "ck%02d", i); }
+static void pkname(int i, char *out) { sprintf(out, "pk%02u", (unsigned)i % 100u); }
+static void ckname(int i, char *out) { sprintf(out, "ck%02u", (unsigned)i % 100u); }
 
 /* Live cells in the model at now: value of (pk, ck, col) or NULL. */
 static const mcell *model_visible(int p, int r, int c, int32_t now) {
