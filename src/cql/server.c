@@ -85,6 +85,11 @@ static void idle_cb(uv_idle_t *h) { (void)h; }
 static void mark_dirty(conn *c) {
     cql_server *s = c->srv;
     if (c->is_dirty || c->closing) return;
+    if (s->draining_done) {
+        /* The check and idle handles are closed: write now. */
+        conn_flush(c);
+        return;
+    }
     c->is_dirty = true;
     c->dprev = NULL;
     c->dnext = s->dirty;
