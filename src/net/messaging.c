@@ -68,6 +68,7 @@ typedef struct conn {
     uint8_t peer_host_id[16];
     uint8_t *rbuf;
     size_t rlen, rcap;
+    uint64_t opened_ms;        /* inbound: accept time, for the handshake deadline */
     struct conn *next, *prev;  /* all live connections */
 } conn;
 
@@ -86,6 +87,7 @@ struct net_service {
     net_options opt;
     char *cluster_name;
     uv_tcp_t listener;
+    uv_timer_t sweep;          /* closes inbound connections that never complete a handshake */
     net_addr local;
     bool closing;
     int nhandles;
@@ -607,6 +609,21 @@ static void inbound_cb(uv_stream_t *server, int status) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->opened_ms = uv_now(ns->loop);
+}
+
+static void sweep_cb(uv_timer_t *t) {
+    net_service *ns = t->data;
+    uint64_t now = uv_now(ns->loop);
+    for (conn *c = ns->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (!c->oc && !c->handshaken && !c->closing && !c->refuse_after_write &&
+            now - c->opened_ms > ns->opt.connect_timeout_ms) {
+            LOG_WARN(MOD, "closing inbound connection: no handshake within %u ms", ns->opt.connect_timeout_ms);
+            ns->st.bad_frames++;
+            conn_close(c);
+        }
+    }
 }
 
 /* ---- outbound connections ----------------------------------------------------------------- */
@@ -714,7 +731,10 @@ static int outconn_send(outconn *oc, outmsg *m) {
         }
         return conn_write(oc->conn, m);
     }
-    if (oc->qbytes + m->len > ns->opt.max_queued_bytes) {
+    /* Gossip to an unreachable peer is retried every round with fresh state: keep little. */
+    size_t cap = oc->type == CT_GOSSIP && ns->opt.max_queued_bytes > (1u << 20) ? (1u << 20)
+                                                                               : ns->opt.max_queued_bytes;
+    if (oc->qbytes + m->len > cap) {
         free(m);
         ns->st.dropped_queue_full++;
         return ILION_EOVERLOADED;
@@ -830,6 +850,12 @@ int net_create(uv_loop_t *loop, const net_options *o, net_service **out) {
         else
             ns->local.port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
     }
+    uv_timer_init(loop, &ns->sweep);
+    ns->sweep.data = ns;
+    ns->nhandles++;
+    uint64_t every = ns->opt.connect_timeout_ms / 2 ? ns->opt.connect_timeout_ms / 2 : 1;
+    uv_timer_start(&ns->sweep, sweep_cb, every, every);
+    uv_unref((uv_handle_t *)&ns->sweep);
     *out = ns;
     return 0;
 }
@@ -839,6 +865,8 @@ void net_destroy(net_service *ns) {
     ns->closing = true;
     pending_fail_all(ns, NULL, ILION_ECLOSED);
     uv_close((uv_handle_t *)&ns->listener, listener_closed);
+    uv_timer_stop(&ns->sweep);
+    uv_close((uv_handle_t *)&ns->sweep, listener_closed);
     for (conn *c = ns->conns; c; c = c->next) {
         if (c->oc) c->oc->conn = NULL;
         c->oc = NULL;

@@ -333,3 +333,24 @@ Test(net, bad_input_closes_connection) {
     cr_assert_eq(st.bad_frames, 3);
     net_destroy(a);
 }
+
+/* A connection that never sends its handshake is closed after connect_timeout_ms (500 here). */
+Test(net, silent_inbound_connection_closed) {
+    net_service *a = mk("127.0.0.1", 0, "c1", 1);
+    const net_addr *la = net_local_addr(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(la->port);
+    memcpy(&sin.sin_addr, la->ip, 4);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    run_for(200);
+    struct timeval tv = {0, 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t tmp[8];
+    cr_assert_lt(read(fd, tmp, sizeof tmp), 0, "still open after 200 ms");
+    run_for(1200);
+    cr_assert_eq(read(fd, tmp, sizeof tmp), 0, "closed after the handshake deadline");
+    close(fd);
+    net_destroy(a);
+}
