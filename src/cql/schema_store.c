@@ -1,0 +1,155 @@
+/* Schema persistence in the engine's own table (id EXEC_SCHEMA_TABLE_ID): one partition per
+ * keyspace (key = keyspace name); the row with an empty clustering key holds the keyspace
+ * definition, a row per table (clustering key = table name) holds the table definition, in
+ * column 0, encoded by schema_{keyspace,table}_encode. Drops are row / partition tombstones.
+ * Every change is flushed before the DDL is acknowledged, whatever the commit log mode.
+ * Format: docs/schema-format.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec_int.h"
+#include "ilion/util/clock.h"
+#include "ilion/util/err.h"
+#include "ilion/util/log.h"
+
+static int64_t last_ts;
+
+/* Strictly increasing timestamps, so a DROP then CREATE in one microsecond still orders. */
+static int64_t next_ts(void) {
+    int64_t now = clock_now_us();
+    if (now <= last_ts) now = last_ts + 1;
+    last_ts = now;
+    return now;
+}
+
+typedef struct load_ctx {
+    cql_executor *x;
+    int err;
+} load_ctx;
+
+static int load_partition(void *arg, const st_partition *p) {
+    load_ctx *lc = arg;
+    int32_t now = clock_now_s();
+    for (uint32_t i = 0; i < p->nrows; i++) {
+        const st_row *r = &p->rows[i];
+        if (!st_row_live(r, &p->del, now)) continue;
+        const st_cell *c = NULL;
+        for (uint32_t j = 0; j < r->ncells; j++)
+            if (r->cells[j].col == 0 && st_cell_live(&r->cells[j], now) &&
+                r->cells[j].ts > r->del.ts && r->cells[j].ts > p->del.ts)
+                c = &r->cells[j];
+        if (!c) continue;
+        if (c->ts > last_ts) last_ts = c->ts;
+        if (r->cklen == 0) {
+            schema_keyspace *k;
+            if (schema_keyspace_decode(c->value, c->len, &k)) {
+                LOG_ERROR("schema", "corrupt keyspace definition for '%.*s'; skipped",
+                          (int)p->pklen, (const char *)p->pk);
+                continue;
+            }
+            if (schema_keyspace_add(lc->x->cat, k)) schema_keyspace_free(k);
+        } else {
+            schema_table *t;
+            if (schema_table_decode(c->value, c->len, &t)) {
+                LOG_ERROR("schema", "corrupt table definition '%.*s' in keyspace '%.*s'; skipped",
+                          (int)r->cklen, (const char *)r->ck, (int)p->pklen, (const char *)p->pk);
+                continue;
+            }
+            if (schema_table_add(lc->x->cat, t)) {
+                LOG_ERROR("schema", "table %s.%s without keyspace; skipped", t->ks, t->name);
+                schema_table_free(t);
+                continue;
+            }
+            storage_table_options so;
+            exec_table_storage_options(t, &so);
+            int rc = storage_table_create(lc->x->engine, t->id, &so);
+            if (rc) LOG_ERROR("schema", "opening storage of %s.%s: %s", t->ks, t->name, ilion_strerror(rc));
+        }
+    }
+    return 0;
+}
+
+int schema_store_load(cql_executor *x) {
+    storage_table_options so;
+    storage_table_options_default(&so);
+    int rc = storage_table_create(x->engine, EXEC_SCHEMA_TABLE_ID, &so);
+    if (rc) return rc;
+    load_ctx lc = {x, 0};
+    rc = storage_scan(x->engine, EXEC_SCHEMA_TABLE_ID, INT64_MIN, NULL, 0, INT64_MAX, 0,
+                      clock_now_s(), load_partition, &lc);
+    return rc < 0 ? rc : lc.err;
+}
+
+/* Applies one change to the schema table and makes it durable. */
+static int store(cql_executor *x, const char *ks, const char *table, const buf *def, bool drop) {
+    st_arena a;
+    arena_init(&a);
+    int rc = -12;
+    int64_t ts = next_ts();
+    int32_t now = clock_now_s();
+    st_partition *p = st_partition_new(&a, EXEC_SCHEMA_TABLE_ID, ks, (uint32_t)strlen(ks));
+    if (!p) goto out;
+    if (drop && !table) {
+        p->del.ts = ts;
+        p->del.local_time = now;
+    } else {
+        st_row *r = st_partition_row(&a, p, table ? table : "", table ? (uint32_t)strlen(table) : 0);
+        if (!r) goto out;
+        if (drop) {
+            r->del.ts = ts;
+            r->del.local_time = now;
+        } else {
+            r->marker.ts = ts;
+            r->marker.ttl = 0;
+            r->marker.expiry = ST_NO_EXPIRY;
+            rc = st_row_set_cell(&a, r, 0, ts, 0, now, def->data, (uint32_t)def->len);
+            if (rc) goto out;
+        }
+    }
+    uint64_t pos;
+    rc = storage_apply(x->engine, p, &pos);
+    if (rc == 0) rc = storage_wait_synced(x->engine, pos);
+    if (rc == 0) rc = storage_flush(x->engine, EXEC_SCHEMA_TABLE_ID, true);
+out:
+    arena_free(&a);
+    if (rc) LOG_ERROR("schema", "persisting schema change failed: %s", ilion_strerror(rc));
+    return rc;
+}
+
+int schema_store_save_keyspace(cql_executor *x, const schema_keyspace *k) {
+    buf b;
+    buf_init(&b);
+    schema_keyspace_encode(k, &b);
+    int rc = b.oom ? -12 : store(x, k->name, NULL, &b, false);
+    buf_free(&b);
+    return rc;
+}
+
+int schema_store_drop_keyspace(cql_executor *x, const char *ks) { return store(x, ks, NULL, NULL, true); }
+
+int schema_store_save_table(cql_executor *x, const schema_table *t) {
+    buf b;
+    buf_init(&b);
+    schema_table_encode(t, &b);
+    int rc = b.oom ? -12 : store(x, t->ks, t->name, &b, false);
+    buf_free(&b);
+    return rc;
+}
+
+int schema_store_drop_table(cql_executor *x, const char *ks, const char *table) {
+    return store(x, ks, table, NULL, true);
+}
+
+void exec_table_storage_options(const schema_table *t, storage_table_options *o) {
+    storage_table_options_default(o);
+    const char *cc = t->params.compression_class;
+    if (!cc[0]) o->compression = STORAGE_COMPRESS_NONE;
+    else if (strstr(cc, "Deflate")) o->compression = STORAGE_COMPRESS_DEFLATE;
+    else o->compression = STORAGE_COMPRESS_LZ4;
+    if (t->params.chunk_length_in_kb) o->block_size = t->params.chunk_length_in_kb * 1024;
+    o->bloom_fp_chance = t->params.bloom_filter_fp_chance;
+    o->gc_grace_seconds = t->params.gc_grace_seconds;
+    o->compaction_min_threshold = t->params.min_threshold;
+    o->compaction_max_threshold = t->params.max_threshold;
+}

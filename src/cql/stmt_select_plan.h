@@ -1,0 +1,41 @@
+/* SELECT plan shared by stmt_select*.c and system_tables.c: the selection (what each result
+ * column is) and filters evaluated row by row. Internal to cql/; the event loop only. */
+#ifndef ILION_CQL_STMT_SELECT_PLAN_H
+#define ILION_CQL_STMT_SELECT_PLAN_H
+
+#include "exec_int.h"
+
+enum selk { SELK_COL, SELK_WRITETIME, SELK_TTL, SELK_TOKEN, SELK_COUNT };
+
+typedef struct selitem {
+    enum selk kind;
+    int col;               /* column index (SELK_COL, WRITETIME, TTL) */
+} selitem;
+
+typedef struct selection {
+    uint32_t n;
+    selitem *items;
+    rs_col *cols;
+    bool count;            /* count(*) / count(col): one bigint row */
+} selection;
+
+/* Builds the selection for t; answers errors and returns -1. */
+int select_selection(exec_req *r, const schema_table *t, const cql_select *s, selection *out);
+
+typedef struct filt {
+    int col;
+    enum cql_op op;
+    exec_val v;
+    uint32_t nin;
+    exec_val *in;
+} filt;
+
+/* Converts one relation into a filter on column ci; answers errors and returns -1. */
+int select_filter(exec_req *r, const schema_table *t, int ci, const cql_relation *w, filt *out);
+/* Does value v (len -1: null) pass f? */
+bool select_filter_match(const schema_table *t, const filt *f, const exec_val *v);
+
+/* LIMIT / PER PARTITION LIMIT values (UINT32_MAX: none); answers errors and returns -1. */
+int select_limits(exec_req *r, const cql_select *s, uint32_t *limit, uint32_t *ppl);
+
+#endif
