@@ -42,9 +42,11 @@ typedef struct outconn {
     int state;
     struct conn *conn;          /* current connection attempt or established connection */
     uv_timer_t timer;           /* backoff and connect timeout */
-    outmsg *qhead, *qtail;
+    outmsg *qhead, *qtail;     /* not yet handed to libuv */
     size_t qbytes;
     uint32_t backoff_ms;
+    bool dirty;                /* on the service's list of connections to write out */
+    struct outconn *dirty_next;
 } outconn;
 
 typedef struct peer {
@@ -88,6 +90,9 @@ struct net_service {
     char *cluster_name;
     uv_tcp_t listener;
     uv_timer_t sweep;          /* closes inbound connections that never complete a handshake */
+    uv_prepare_t prep;         /* write out queued messages before the loop polls ... */
+    uv_check_t chk;            /* ... and right after, so one write(2) carries many messages */
+    struct outconn *dirty;
     net_addr local;
     bool closing;
     int nhandles;
@@ -309,12 +314,15 @@ typedef struct wreq {
     uv_write_t req;
     conn *c;
     outmsg *m;
+    size_t nbatch;
+    outmsg **batch;            /* batch writes: nbatch messages, freed together */
 } wreq;
 
 static void write_done(uv_write_t *req, int status) {
     wreq *w = (wreq *)req;
     conn *c = w->c;
     free(w->m);
+    for (size_t i = 0; i < w->nbatch; i++) free(w->batch[i]);
     free(w);
     if (status < 0) {
         if (status != UV_ECANCELED) conn_close(c);
@@ -332,6 +340,8 @@ static int conn_write(conn *c, outmsg *m) {
     }
     w->c = c;
     w->m = m;
+    w->nbatch = 0;
+    w->batch = NULL;
     uv_buf_t b = uv_buf_init((char *)m->data, (unsigned)m->len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
     if (rc < 0) {
@@ -709,32 +719,75 @@ static void outconn_connect(outconn *oc) {
     uv_timer_start(&oc->timer, oc_timer_cb, ns->opt.connect_timeout_ms, 0);
 }
 
-static void outconn_flush(outconn *oc) {
-    while (oc->qhead && oc->state == OC_READY && oc->conn) {
-        outmsg *m = oc->qhead;
-        oc->qhead = m->next;
+#define BATCH_MAX 256
+
+/* Hands everything queued to libuv, up to BATCH_MAX messages per write request. */
+static void outconn_write_queue(outconn *oc) {
+    net_service *ns = oc->peer->ns;
+    while (oc->qhead && oc->state == OC_READY && oc->conn && !oc->conn->closing) {
+        size_t n = 0;
+        for (outmsg *m = oc->qhead; m && n < BATCH_MAX; m = m->next) n++;
+        wreq *w = malloc(sizeof *w + n * (sizeof(outmsg *) + sizeof(uv_buf_t)));
+        if (!w) return;  /* retried at the next flush */
+        w->c = oc->conn;
+        w->m = NULL;
+        w->nbatch = n;
+        w->batch = (outmsg **)(w + 1);
+        uv_buf_t *bufs = (uv_buf_t *)(w->batch + n);
+        size_t bytes = 0;
+        for (size_t i = 0; i < n; i++) {
+            outmsg *m = oc->qhead;
+            oc->qhead = m->next;
+            w->batch[i] = m;
+            bufs[i] = uv_buf_init((char *)m->data, (unsigned)m->len);
+            bytes += m->len;
+        }
         if (!oc->qhead) oc->qtail = NULL;
-        oc->qbytes -= m->len;
-        m->next = NULL;
-        conn_write(oc->conn, m);
+        oc->qbytes -= bytes;
+        int rc = uv_write(&w->req, (uv_stream_t *)&oc->conn->tcp, bufs, (unsigned)n, write_done);
+        if (rc < 0) {
+            for (size_t i = 0; i < n; i++) free(w->batch[i]);
+            free(w);
+            conn_close(oc->conn);
+            return;
+        }
+        ns->st.sent_msgs += n;
+        ns->st.sent_bytes += bytes;
     }
 }
 
-/* Takes ownership of m. */
+static void mark_dirty(outconn *oc) {
+    net_service *ns = oc->peer->ns;
+    if (oc->dirty) return;
+    oc->dirty = true;
+    oc->dirty_next = ns->dirty;
+    ns->dirty = oc;
+}
+
+static void flush_all(net_service *ns) {
+    while (ns->dirty) {
+        outconn *oc = ns->dirty;
+        ns->dirty = oc->dirty_next;
+        oc->dirty = false;
+        outconn_write_queue(oc);
+    }
+}
+
+static void prep_cb(uv_prepare_t *h) { flush_all(h->data); }
+static void chk_cb(uv_check_t *h) { flush_all(h->data); }
+
+static void outconn_flush(outconn *oc) { mark_dirty(oc); }
+
+/* Takes ownership of m. Messages queue until the loop's next prepare/check phase writes them
+ * out together, or until the connection is ready. */
 static int outconn_send(outconn *oc, outmsg *m) {
     net_service *ns = oc->peer->ns;
-    if (oc->state == OC_READY && oc->conn) {
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&oc->conn->tcp) > ns->opt.max_queued_bytes) {
-            free(m);
-            ns->st.dropped_queue_full++;
-            return ILION_EOVERLOADED;
-        }
-        return conn_write(oc->conn, m);
-    }
     /* Gossip to an unreachable peer is retried every round with fresh state: keep little. */
     size_t cap = oc->type == CT_GOSSIP && ns->opt.max_queued_bytes > (1u << 20) ? (1u << 20)
                                                                                : ns->opt.max_queued_bytes;
-    if (oc->qbytes + m->len > cap) {
+    size_t inflight = oc->state == OC_READY && oc->conn
+                          ? uv_stream_get_write_queue_size((uv_stream_t *)&oc->conn->tcp) : 0;
+    if (oc->qbytes + inflight + m->len > cap) {
         free(m);
         ns->st.dropped_queue_full++;
         return ILION_EOVERLOADED;
@@ -744,6 +797,7 @@ static int outconn_send(outconn *oc, outmsg *m) {
     oc->qtail = m;
     oc->qbytes += m->len;
     if (oc->state == OC_IDLE) outconn_connect(oc);
+    else if (oc->state == OC_READY) mark_dirty(oc);
     return 0;
 }
 
@@ -856,6 +910,14 @@ int net_create(uv_loop_t *loop, const net_options *o, net_service **out) {
     uint64_t every = ns->opt.connect_timeout_ms / 2 ? ns->opt.connect_timeout_ms / 2 : 1;
     uv_timer_start(&ns->sweep, sweep_cb, every, every);
     uv_unref((uv_handle_t *)&ns->sweep);
+    uv_prepare_init(loop, &ns->prep);
+    uv_check_init(loop, &ns->chk);
+    ns->prep.data = ns->chk.data = ns;
+    ns->nhandles += 2;
+    uv_prepare_start(&ns->prep, prep_cb);
+    uv_check_start(&ns->chk, chk_cb);
+    uv_unref((uv_handle_t *)&ns->prep);
+    uv_unref((uv_handle_t *)&ns->chk);
     *out = ns;
     return 0;
 }
@@ -867,6 +929,9 @@ void net_destroy(net_service *ns) {
     uv_close((uv_handle_t *)&ns->listener, listener_closed);
     uv_timer_stop(&ns->sweep);
     uv_close((uv_handle_t *)&ns->sweep, listener_closed);
+    ns->dirty = NULL;
+    uv_close((uv_handle_t *)&ns->prep, listener_closed);
+    uv_close((uv_handle_t *)&ns->chk, listener_closed);
     for (conn *c = ns->conns; c; c = c->next) {
         if (c->oc) c->oc->conn = NULL;
         c->oc = NULL;
