@@ -863,6 +863,12 @@ int net_create(uv_loop_t *loop, const net_options *o, net_service **out) {
     if (!o->cluster_name || (o->listen.family != 4 && o->listen.family != 6) ||
         strlen(o->cluster_name) > 255)
         return ILION_EINVALID;
+    static const uint8_t zero[16];
+    if (memcmp(o->listen.ip, zero, o->listen.family == 6 ? 16 : 4) == 0) {
+        /* Peers answer to the address we announce: it has to be one they can reach. */
+        LOG_ERROR(MOD, "listen_address must be a concrete address, not 0.0.0.0 or ::");
+        return ILION_EINVALID;
+    }
     net_service *ns = calloc(1, sizeof *ns);
     if (!ns) return -ENOMEM;
     ns->loop = loop;

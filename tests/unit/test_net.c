@@ -103,6 +103,12 @@ Test(net, addr_parse_format) {
     cr_assert_lt(net_addr_parse("localhost", 1, &a), 0);
     cr_assert_lt(net_addr_parse("300.1.1.1", 1, &a), 0);
     cr_assert_str_eq(net_verb_name(NET_VERB_GOSSIP_ACK2), "GOSSIP_ACK2");
+    net_options o;
+    net_options_default(&o);
+    o.cluster_name = "c";
+    net_addr_parse("0.0.0.0", 0, &o.listen);
+    net_service *ns;
+    cr_assert_eq(net_create(&loop, &o, &ns), ILION_EINVALID);
 }
 
 Test(net, handshake_request_response) {

@@ -95,7 +95,8 @@ typedef struct net_service net_service;
 
 typedef struct net_options {
     const char *cluster_name;     /* required; compared byte for byte in the handshake */
-    net_addr listen;              /* listen address and storage_port (port 0: ephemeral, tests) */
+    net_addr listen;              /* listen address (not 0.0.0.0/::: peers answer to it) and
+                                     storage_port (port 0: ephemeral, tests) */
     uint8_t host_id[16];
     uint32_t max_message_size;    /* default NET_DEFAULT_MAX_MESSAGE; larger frames close the connection */
     uint32_t backoff_initial_ms;  /* default 100 */
