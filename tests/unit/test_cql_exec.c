@@ -1,0 +1,712 @@
+/* End-to-end executor tests: a real engine in a temporary directory, the single-node
+ * coordinator, the parser, and RESULT/ERROR bodies decoded here. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ilion/coord/coord.h"
+#include "ilion/cql/exec.h"
+#include "ilion/storage/engine.h"
+#include "ilion/util/buf.h"
+#include "ilion/util/murmur3.h"
+
+typedef struct env {
+    char dir[64];
+    uv_loop_t loop;
+    storage_engine *eng;
+    coord *co;
+    cql_executor *x;
+    cql_session *s;
+    enum storage_sync_mode mode;
+} env;
+
+static env E;
+
+static void env_open(env *e) {
+    storage_options so;
+    storage_options_default(&so);
+    char data[96], cl[96];
+    snprintf(data, sizeof data, "%s/data", e->dir);
+    snprintf(cl, sizeof cl, "%s/commitlog", e->dir);
+    so.data_dir = data;
+    so.commitlog_dir = cl;
+    so.sync_mode = e->mode;
+    so.group_window_ms = 2;
+    cr_assert_eq(storage_open(&so, &e->eng), 0);
+    cr_assert_eq(coord_create(&e->loop, e->eng, NULL, &e->co), 0);
+    cql_executor_options xo;
+    memset(&xo, 0, sizeof xo);
+    static const uint8_t hid[16] = {1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16};
+    static const int64_t toks[2] = {-100, 12345};
+    xo.loop = &e->loop;
+    xo.coord = e->co;
+    xo.engine = e->eng;
+    xo.cluster_name = "Test Cluster";
+    xo.listen_address = "127.0.0.1";
+    xo.rpc_address = "127.0.0.1";
+    xo.native_port = 9042;
+    xo.data_center = "dc1";
+    xo.rack = "rack1";
+    xo.host_id = hid;
+    xo.tokens = toks;
+    xo.ntokens = 2;
+    cr_assert_eq(cql_executor_create(&xo, &e->x), 0);
+    e->s = cql_session_new(e->x);
+}
+
+static void env_close(env *e) {
+    cql_session_free(e->s);
+    cql_executor_destroy(e->x);
+    coord_destroy(e->co);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    storage_close(e->eng);
+}
+
+static void setup_mode(enum storage_sync_mode mode) {
+    memset(&E, 0, sizeof E);
+    strcpy(E.dir, "/tmp/ilion_exec_XXXXXX");
+    cr_assert_not_null(mkdtemp(E.dir));
+    uv_loop_init(&E.loop);
+    E.mode = mode;
+    env_open(&E);
+}
+static void setup(void) { setup_mode(STORAGE_SYNC_PERIODIC); }
+static void setup_batch(void) { setup_mode(STORAGE_SYNC_BATCH); }
+
+static void teardown(void) {
+    env_close(&E);
+    uv_loop_close(&E.loop);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", E.dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* --- responses ---------------------------------------------------------------------------- */
+
+typedef struct resp {
+    bool done;
+    uint8_t opcode;
+    uint8_t *body;
+    size_t len;
+    uint8_t *event;
+    size_t event_len;
+} resp;
+
+static void on_done(void *arg, cql_response *r) {
+    resp *o = arg;
+    o->done = true;
+    o->opcode = r->opcode;
+    o->body = r->body;
+    o->len = r->len;
+    o->event = r->event;
+    o->event_len = r->event_len;
+    r->body = r->event = NULL;
+}
+
+static void wait_done(resp *o) {
+    for (int i = 0; i < 100000 && !o->done; i++) uv_run(&E.loop, UV_RUN_ONCE);
+    cr_assert(o->done, "no response");
+}
+
+static void resp_free(resp *o) {
+    free(o->body);
+    free(o->event);
+}
+
+/* Decoded Rows result. */
+typedef struct rows {
+    uint32_t kind;
+    uint32_t flags, ncols, nrows;
+    char names[32][64];
+    uint16_t types[32];
+    uint8_t paging[512];
+    int32_t paging_len;
+    const uint8_t *cell[256][32];
+    int32_t clen[256][32];
+    resp r;
+    uint32_t err;
+    char msg[512];
+} rows;
+
+static uint32_t u32(rd *r) { uint32_t v = 0; cr_assert_eq(rd_u32(r, &v), 0); return v; }
+static uint16_t u16(rd *r) { uint16_t v = 0; cr_assert_eq(rd_u16(r, &v), 0); return v; }
+static void str(rd *r, char *out, size_t cap) {
+    uint16_t n = u16(r);
+    const uint8_t *p;
+    cr_assert_eq(rd_bytes(r, n, &p), 0);
+    snprintf(out, cap, "%.*s", (int)n, (const char *)p);
+}
+
+static void decode(rows *o) {
+    rd r;
+    rd_init(&r, o->r.body, o->r.len);
+    if (o->r.opcode == 0x00) {
+        o->err = u32(&r);
+        str(&r, o->msg, sizeof o->msg);
+        return;
+    }
+    cr_assert_eq(o->r.opcode, 0x08);
+    o->kind = u32(&r);
+    if (o->kind != 2) return;
+    o->flags = u32(&r);
+    o->ncols = u32(&r);
+    cr_assert_leq(o->ncols, 32);
+    if (o->flags & 0x02) {
+        o->paging_len = (int32_t)u32(&r);
+        const uint8_t *p;
+        cr_assert_eq(rd_bytes(&r, (size_t)o->paging_len, &p), 0);
+        cr_assert_leq(o->paging_len, 512);
+        memcpy(o->paging, p, (size_t)o->paging_len);
+    }
+    if (!(o->flags & 0x04)) {
+        char tmp[64];
+        if (o->flags & 0x01) {
+            str(&r, tmp, sizeof tmp);
+            str(&r, tmp, sizeof tmp);
+        }
+        for (uint32_t i = 0; i < o->ncols; i++) {
+            str(&r, o->names[i], sizeof o->names[i]);
+            o->types[i] = u16(&r);
+            if (o->types[i] == 0x20 || o->types[i] == 0x22) u16(&r);
+            if (o->types[i] == 0x21) { u16(&r); u16(&r); }
+        }
+    }
+    o->nrows = u32(&r);
+    cr_assert_leq(o->nrows, 256);
+    for (uint32_t i = 0; i < o->nrows; i++)
+        for (uint32_t c = 0; c < o->ncols; c++) {
+            int32_t n = (int32_t)u32(&r);
+            o->clen[i][c] = n;
+            o->cell[i][c] = NULL;
+            if (n > 0) cr_assert_eq(rd_bytes(&r, (size_t)n, &o->cell[i][c]), 0);
+        }
+    cr_assert_eq(rd_left(&r), 0, "trailing bytes in Rows");
+}
+
+static rows *query_p(const char *q, int32_t page_size, const uint8_t *ps, int32_t pslen,
+                     cql_value *vals, uint16_t nvals, uint16_t cl) {
+    rows *o = calloc(1, sizeof *o);
+    cql_query_params p;
+    memset(&p, 0, sizeof p);
+    p.consistency = cl;
+    p.page_size = page_size;
+    p.paging_state = ps;
+    p.paging_state_len = pslen;
+    p.values = vals;
+    p.nvalues = nvals;
+    p.serial_consistency = 8;
+    p.default_timestamp = INT64_MIN;
+    cr_assert_eq(cql_exec_query(E.x, E.s, q, strlen(q), &p, on_done, &o->r), 0);
+    wait_done(&o->r);
+    decode(o);
+    return o;
+}
+
+static rows *query(const char *q) { return query_p(q, -1, NULL, 0, NULL, 0, 1); }
+
+static void rows_free(rows *o) {
+    resp_free(&o->r);
+    free(o);
+}
+
+static void ok(const char *q) {
+    rows *o = query(q);
+    cr_assert_eq(o->r.opcode, 0x08, "%s -> error 0x%04x %s", q, o->err, o->msg);
+    rows_free(o);
+}
+
+static void expect_err(const char *q, uint32_t code) {
+    rows *o = query(q);
+    cr_assert_eq(o->r.opcode, 0x00, "%s should fail", q);
+    cr_assert_eq(o->err, code, "%s -> 0x%04x %s", q, o->err, o->msg);
+    rows_free(o);
+}
+
+static int32_t cell_int(rows *o, uint32_t row, uint32_t col) {
+    cr_assert_eq(o->clen[row][col], 4);
+    return (int32_t)be32_get(o->cell[row][col]);
+}
+
+static int col_of(rows *o, const char *name) {
+    for (uint32_t i = 0; i < o->ncols; i++)
+        if (strcmp(o->names[i], name) == 0) return (int)i;
+    cr_assert(false, "no column %s", name);
+    return -1;
+}
+
+static void schema_basic(void) {
+    ok("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("USE ks");
+    ok("CREATE TABLE t (k int, c int, v text, PRIMARY KEY (k, c))");
+}
+
+TestSuite(exec, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(exec, insert_select_roundtrip) {
+    schema_basic();
+    ok("INSERT INTO t (k, c, v) VALUES (1, 2, 'two')");
+    ok("INSERT INTO t (k, c, v) VALUES (1, 1, 'one')");
+    ok("INSERT INTO ks.t (k, c) VALUES (2, 1)");
+    rows *o = query("SELECT * FROM t WHERE k = 1");
+    cr_assert_eq(o->kind, 2);
+    cr_assert_eq(o->ncols, 3);
+    cr_assert_str_eq(o->names[0], "k");
+    cr_assert_str_eq(o->names[1], "c");
+    cr_assert_str_eq(o->names[2], "v");
+    cr_assert_eq(o->types[2], 0x0D);
+    cr_assert_eq(o->nrows, 2);
+    cr_assert_eq(cell_int(o, 0, 1), 1);
+    cr_assert_eq(o->clen[0][2], 3);
+    cr_assert_eq(memcmp(o->cell[0][2], "one", 3), 0);
+    cr_assert_eq(cell_int(o, 1, 1), 2);
+    rows_free(o);
+    o = query("SELECT v, k FROM t WHERE k = 2 AND c = 1");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq(o->clen[0][0], -1, "row marker keeps a row whose only column is null");
+    cr_assert_eq(cell_int(o, 0, 1), 2);
+    rows_free(o);
+    o = query("SELECT * FROM t");
+    cr_assert_eq(o->nrows, 3);
+    rows_free(o);
+}
+
+Test(exec, update_delete) {
+    schema_basic();
+    ok("UPDATE t SET v = 'x' WHERE k = 5 AND c = 1");
+    ok("UPDATE t SET v = 'y' WHERE k = 5 AND c IN (2, 3)");
+    rows *o = query("SELECT c, v FROM t WHERE k = 5");
+    cr_assert_eq(o->nrows, 3);
+    rows_free(o);
+    ok("DELETE v FROM t WHERE k = 5 AND c = 2");
+    o = query("SELECT c FROM t WHERE k = 5");
+    cr_assert_eq(o->nrows, 2, "an UPDATE row without marker disappears when its cells are deleted");
+    rows_free(o);
+    ok("DELETE FROM t WHERE k = 5 AND c = 1");
+    o = query("SELECT c FROM t WHERE k = 5");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq(cell_int(o, 0, 0), 3);
+    rows_free(o);
+    ok("DELETE FROM t WHERE k = 5");
+    o = query("SELECT c FROM t WHERE k = 5");
+    cr_assert_eq(o->nrows, 0);
+    rows_free(o);
+    expect_err("DELETE FROM t WHERE c = 1", 0x2200);
+    expect_err("UPDATE t SET k = 1 WHERE k = 1 AND c = 1", 0x2200);
+    expect_err("UPDATE t SET v = 'a' WHERE k = 1", 0x2200);
+}
+
+Test(exec, errors_have_codes) {
+    expect_err("SELEC * FROM x", 0x2000);
+    expect_err("SELECT * FROM t", 0x2200); /* no keyspace */
+    schema_basic();
+    expect_err("SELECT * FROM nosuch", 0x2200);
+    expect_err("SELECT nosuch FROM t", 0x2200);
+    rows *o = query("CREATE TABLE t (k int PRIMARY KEY)");
+    cr_assert_eq(o->err, 0x2400);
+    rd r;
+    rd_init(&r, o->r.body, o->r.len);
+    char s[64];
+    u32(&r);
+    str(&r, s, sizeof s);
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "ks");
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "t");
+    rows_free(o);
+    expect_err("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", 0x2400);
+    ok("CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("CREATE TABLE IF NOT EXISTS t (k int PRIMARY KEY)");
+    expect_err("INSERT INTO t (k, c, v) VALUES (1, 'a', 'x')", 0x2200);
+    expect_err("INSERT INTO t (k, v) VALUES (1, 'x')", 0x2200);
+    expect_err("SELECT * FROM t WHERE v = 'x'", 0x2200);  /* needs ALLOW FILTERING */
+    expect_err("SELECT * FROM system_virtual_schema.keyspaces", 0x2200);
+    expect_err("DROP KEYSPACE system", 0x2100);
+    /* a bound value of the wrong length */
+    cql_value bad = {.data = (const uint8_t *)"\0\0\1", .len = 3};
+    o = query_p("INSERT INTO t (k, c, v) VALUES (?, 1, 'x')", -1, NULL, 0, &bad, 1, 1);
+    cr_assert_eq(o->err, 0x2200);
+    cr_assert(strstr(o->msg, "Expected 4 byte int"), "%s", o->msg);
+    rows_free(o);
+}
+
+Test(exec, unavailable_with_rf3_quorum) {
+    ok("CREATE KEYSPACE k3 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}");
+    ok("CREATE TABLE k3.t (k int PRIMARY KEY, v int)");
+    rows *o = query_p("INSERT INTO k3.t (k, v) VALUES (1, 1)", -1, NULL, 0, NULL, 0, 4 /* QUORUM */);
+    cr_assert_eq(o->err, 0x1000, "0x%x %s", o->err, o->msg);
+    rd r;
+    rd_init(&r, o->r.body, o->r.len);
+    char s[256];
+    u32(&r);
+    str(&r, s, sizeof s);
+    cr_assert_eq(u16(&r), 4);
+    cr_assert_eq(u32(&r), 2);  /* required */
+    cr_assert_eq(u32(&r), 1);  /* alive */
+    rows_free(o);
+    o = query_p("INSERT INTO k3.t (k, v) VALUES (1, 1)", -1, NULL, 0, NULL, 0, 1 /* ONE */);
+    cr_assert_eq(o->r.opcode, 0x08);
+    rows_free(o);
+    o = query_p("INSERT INTO k3.t (k, v) VALUES (1, 1)", -1, NULL, 0, NULL, 0, 0 /* ANY */);
+    cr_assert_eq(o->r.opcode, 0x08);
+    rows_free(o);
+    o = query_p("SELECT * FROM k3.t WHERE k = 1", -1, NULL, 0, NULL, 0, 5 /* ALL */);
+    cr_assert_eq(o->err, 0x1000);
+    rows_free(o);
+}
+
+Test(exec, clustering_order_slices_limits) {
+    ok("CREATE KEYSPACE ks WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 1}");
+    ok("USE ks");
+    ok("CREATE TABLE d (k text, c bigint, v int, PRIMARY KEY (k, c)) WITH CLUSTERING ORDER BY (c DESC)");
+    char q[128];
+    for (int i = -5; i <= 5; i++) {
+        snprintf(q, sizeof q, "INSERT INTO d (k, c, v) VALUES ('a', %d, %d)", i, i * 10);
+        ok(q);
+    }
+    rows *o = query("SELECT c FROM d WHERE k = 'a'");
+    cr_assert_eq(o->nrows, 11);
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 5);
+    cr_assert_eq((int64_t)be64_get(o->cell[10][0]), -5);
+    rows_free(o);
+    o = query("SELECT c FROM d WHERE k = 'a' AND c > -2 AND c <= 3");
+    cr_assert_eq(o->nrows, 5);
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 3);
+    cr_assert_eq((int64_t)be64_get(o->cell[4][0]), -1);
+    rows_free(o);
+    o = query("SELECT c FROM d WHERE k = 'a' AND c >= -2 ORDER BY c ASC LIMIT 3");
+    cr_assert_eq(o->nrows, 3);
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), -2);
+    cr_assert_eq((int64_t)be64_get(o->cell[2][0]), 0);
+    rows_free(o);
+    o = query("SELECT count(*) FROM d WHERE k = 'a' AND c < 0");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_str_eq(o->names[0], "count");
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 5);
+    rows_free(o);
+    ok("INSERT INTO d (k, c, v) VALUES ('b', 1, 1) USING TTL 1000 AND TIMESTAMP 12345");
+    ok("INSERT INTO d (k, c, v) VALUES ('b', 2, 2)");
+    o = query("SELECT writetime(v), ttl(v), token(k) FROM d WHERE k = 'b' AND c = 1");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_str_eq(o->names[0], "writetime(v)");
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 12345);
+    int32_t ttl = cell_int(o, 0, 1);
+    cr_assert(ttl > 990 && ttl <= 1000, "ttl %d", ttl);
+    cr_assert_eq((int64_t)be64_get(o->cell[0][2]), murmur3_token("b", 1));
+    rows_free(o);
+    o = query("SELECT k, c FROM d PER PARTITION LIMIT 1");
+    cr_assert_eq(o->nrows, 2);
+    rows_free(o);
+    o = query("SELECT k, c FROM d WHERE k IN ('a', 'b') AND c = 1");
+    cr_assert_eq(o->nrows, 2);
+    rows_free(o);
+    o = query("SELECT * FROM d WHERE v = 20 ALLOW FILTERING");
+    cr_assert_eq(o->nrows, 1);
+    rows_free(o);
+}
+
+static uint32_t page_through(const char *q, int32_t page, uint32_t *pages) {
+    uint8_t ps[512];
+    int32_t pslen = 0;
+    uint32_t total = 0;
+    *pages = 0;
+    for (;;) {
+        rows *o = query_p(q, page, pslen ? ps : NULL, pslen, NULL, 0, 1);
+        cr_assert_eq(o->r.opcode, 0x08, "0x%x %s", o->err, o->msg);
+        cr_assert_leq(o->nrows, (uint32_t)page);
+        total += o->nrows;
+        (*pages)++;
+        bool more = o->flags & 0x02;
+        if (more) {
+            memcpy(ps, o->paging, (size_t)o->paging_len);
+            pslen = o->paging_len;
+        }
+        rows_free(o);
+        if (!more) break;
+        cr_assert_lt(*pages, 1000);
+    }
+    return total;
+}
+
+Test(exec, paging_partition_scan_and_system) {
+    schema_basic();
+    char q[128];
+    for (int i = 0; i < 25; i++) {
+        snprintf(q, sizeof q, "INSERT INTO t (k, c, v) VALUES (7, %d, 'x')", i);
+        ok(q);
+    }
+    for (int k = 100; k < 130; k++) {
+        snprintf(q, sizeof q, "INSERT INTO t (k, c, v) VALUES (%d, 1, 'y')", k);
+        ok(q);
+        snprintf(q, sizeof q, "INSERT INTO t (k, c, v) VALUES (%d, 2, 'y')", k);
+        ok(q);
+    }
+    uint32_t pages;
+    cr_assert_eq(page_through("SELECT * FROM t WHERE k = 7", 10, &pages), 25);
+    cr_assert_eq(pages, 3);
+    cr_assert_eq(page_through("SELECT * FROM t WHERE k = 7 ORDER BY c DESC", 7, &pages), 25);
+    cr_assert_eq(page_through("SELECT * FROM t", 9, &pages), 85);
+    cr_assert_geq(pages, 10);
+    cr_assert_eq(page_through("SELECT * FROM t LIMIT 20", 9, &pages), 20);
+    cr_assert_eq(page_through("SELECT * FROM t WHERE k IN (7, 100, 101)", 4, &pages), 29);
+    cr_assert_eq(page_through("SELECT * FROM system_schema.columns", 2, &pages) > 20, true);
+    rows *o = query_p("SELECT * FROM t WHERE k = 7", 5, (const uint8_t *)"garbage", 7, NULL, 0, 1);
+    cr_assert_eq(o->err, 0x000A);
+    rows_free(o);
+}
+
+static resp prepare(const char *q) {
+    resp r = {0};
+    cr_assert_eq(cql_exec_prepare(E.x, E.s, q, strlen(q), on_done, &r), 0);
+    wait_done(&r);
+    return r;
+}
+
+static rows *execute(const uint8_t *id, cql_value *vals, uint16_t n) {
+    rows *o = calloc(1, sizeof *o);
+    cql_query_params p;
+    memset(&p, 0, sizeof p);
+    p.consistency = 1;
+    p.page_size = -1;
+    p.values = vals;
+    p.nvalues = n;
+    p.default_timestamp = INT64_MIN;
+    p.serial_consistency = 8;
+    cr_assert_eq(cql_exec_execute(E.x, E.s, id, 16, &p, on_done, &o->r), 0);
+    wait_done(&o->r);
+    decode(o);
+    return o;
+}
+
+Test(exec, prepared_statements) {
+    ok("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("USE ks");
+    ok("CREATE TABLE p (a text, b int, c int, v bigint, PRIMARY KEY ((b, a), c))");
+    resp pr = prepare("INSERT INTO p (v, a, c, b) VALUES (?, ?, ?, ?)");
+    cr_assert_eq(pr.opcode, 0x08);
+    rd r;
+    rd_init(&r, pr.body, pr.len);
+    cr_assert_eq(u32(&r), 4);
+    uint16_t idlen = u16(&r);
+    cr_assert_eq(idlen, 16);
+    const uint8_t *id;
+    rd_bytes(&r, 16, &id);
+    uint8_t iid[16];
+    memcpy(iid, id, 16);
+    cr_assert_eq(u32(&r), 0x01);   /* global table spec */
+    cr_assert_eq(u32(&r), 4);      /* 4 binds */
+    cr_assert_eq(u32(&r), 2);      /* pk count */
+    cr_assert_eq(u16(&r), 3);      /* b is bind 3 */
+    cr_assert_eq(u16(&r), 1);      /* a is bind 1 */
+    char s[64];
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "ks");
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "p");
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "v");
+    cr_assert_eq(u16(&r), 0x02);
+    resp_free(&pr);
+    uint8_t v8[8], b4[4], c4[4];
+    be64_put(v8, 99);
+    be32_put(b4, 5);
+    be32_put(c4, 6);
+    cql_value vals[4] = {{v8, 8, NULL, 0}, {(const uint8_t *)"hi", 2, NULL, 0}, {c4, 4, NULL, 0}, {b4, 4, NULL, 0}};
+    rows *o = execute(iid, vals, 4);
+    cr_assert_eq(o->r.opcode, 0x08, "0x%x %s", o->err, o->msg);
+    cr_assert_eq(o->kind, 1);
+    rows_free(o);
+    pr = prepare("SELECT v FROM p WHERE a = ? AND b = ?");
+    cr_assert_eq(pr.opcode, 0x08);
+    rd_init(&r, pr.body, pr.len);
+    u32(&r);
+    u16(&r);
+    rd_bytes(&r, 16, &id);
+    memcpy(iid, id, 16);
+    resp_free(&pr);
+    cql_value sv[2] = {{(const uint8_t *)"hi", 2, NULL, 0}, {b4, 4, NULL, 0}};
+    o = execute(iid, sv, 2);
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 99);
+    rows_free(o);
+    uint8_t unknown[16] = {0};
+    o = execute(unknown, NULL, 0);
+    cr_assert_eq(o->err, 0x2500);
+    rows_free(o);
+    o = execute(iid, sv, 1);
+    cr_assert_eq(o->err, 0x2200, "too few values");
+    rows_free(o);
+}
+
+Test(exec, lightweight_transactions) {
+    schema_basic();
+    rows *o = query("INSERT INTO t (k, c, v) VALUES (1, 1, 'a') IF NOT EXISTS");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_str_eq(o->names[0], "[applied]");
+    cr_assert_eq(o->cell[0][0][0], 1);
+    rows_free(o);
+    o = query("INSERT INTO t (k, c, v) VALUES (1, 1, 'b') IF NOT EXISTS");
+    cr_assert_eq(o->cell[0][0][0], 0);
+    cr_assert_eq(o->ncols, 4);
+    int vi = col_of(o, "v");
+    cr_assert_eq(memcmp(o->cell[0][vi], "a", 1), 0);
+    rows_free(o);
+    o = query("UPDATE t SET v = 'c' WHERE k = 1 AND c = 1 IF v = 'zzz'");
+    cr_assert_eq(o->cell[0][0][0], 0);
+    rows_free(o);
+    o = query("UPDATE t SET v = 'c' WHERE k = 1 AND c = 1 IF v = 'a'");
+    cr_assert_eq(o->cell[0][0][0], 1);
+    rows_free(o);
+    o = query("DELETE FROM t WHERE k = 1 AND c = 2 IF EXISTS");
+    cr_assert_eq(o->cell[0][0][0], 0);
+    rows_free(o);
+    o = query("SELECT v FROM t WHERE k = 1 AND c = 1");
+    cr_assert_eq(memcmp(o->cell[0][0], "c", 1), 0);
+    rows_free(o);
+}
+
+Test(exec, batches) {
+    schema_basic();
+    ok("BEGIN BATCH INSERT INTO t (k, c, v) VALUES (1, 1, 'a'); INSERT INTO t (k, c, v) VALUES (2, 1, 'b'); "
+       "DELETE FROM t WHERE k = 3 APPLY BATCH");
+    rows *o = query("SELECT * FROM t");
+    cr_assert_eq(o->nrows, 2);
+    rows_free(o);
+    const char *q1 = "INSERT INTO t (k, c, v) VALUES (?, ?, 'p')";
+    uint8_t a[4], b[4];
+    be32_put(a, 9);
+    be32_put(b, 1);
+    cql_value v1[2] = {{a, 4, NULL, 0}, {b, 4, NULL, 0}};
+    cql_batch_entry e[2] = {{false, (const uint8_t *)q1, (uint32_t)strlen(q1), 2, v1},
+                            {false, (const uint8_t *)"DELETE FROM t WHERE k = 1", 25, 0, NULL}};
+    cql_batch bt = {.type = 1, .nentries = 2, .entries = e, .consistency = 1, .serial_consistency = 8,
+                    .default_timestamp = INT64_MIN};
+    resp r = {0};
+    cr_assert_eq(cql_exec_batch(E.x, E.s, &bt, on_done, &r), 0);
+    wait_done(&r);
+    cr_assert_eq(r.opcode, 0x08);
+    resp_free(&r);
+    o = query("SELECT k FROM t");
+    cr_assert_eq(o->nrows, 2);
+    rows_free(o);
+    o = query("BEGIN BATCH SELECT * FROM t APPLY BATCH");
+    cr_assert_eq(o->r.opcode, 0x00);
+    rows_free(o);
+}
+
+Test(exec, system_tables) {
+    rows *o = query("SELECT * FROM system.local WHERE key = 'local'");
+    cr_assert_eq(o->nrows, 1);
+    int sv = col_of(o, "schema_version"), tk = col_of(o, "tokens"), rv = col_of(o, "release_version");
+    cr_assert_eq(o->types[sv], 0x0C);
+    cr_assert_eq(o->types[tk], 0x22);
+    cr_assert_eq(o->types[col_of(o, "rpc_address")], 0x10);
+    cr_assert_eq(o->types[col_of(o, "host_id")], 0x0C);
+    cr_assert_eq(o->clen[0][rv], 6);
+    cr_assert_eq(memcmp(o->cell[0][rv], "4.0.11", 6), 0);
+    cr_assert_eq(o->clen[0][col_of(o, "cluster_name")], 12);
+    uint8_t v1[16];
+    memcpy(v1, o->cell[0][sv], 16);
+    rows_free(o);
+    o = query("SELECT * FROM system.peers");
+    cr_assert_eq(o->nrows, 0);
+    cr_assert_eq(o->types[col_of(o, "peer")], 0x10);
+    rows_free(o);
+    o = query("SELECT * FROM system.peers_v2");
+    cr_assert_eq(o->nrows, 0);
+    cr_assert_eq(o->types[col_of(o, "native_port")], 0x09);
+    rows_free(o);
+    ok("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("CREATE TABLE ks.t (k int, c int, v text, PRIMARY KEY (k, c)) WITH CLUSTERING ORDER BY (c DESC) AND comment = 'hello'");
+    o = query("SELECT schema_version FROM system.local");
+    cr_assert_neq(memcmp(o->cell[0][0], v1, 16), 0, "DDL changes schema_version");
+    rows_free(o);
+    o = query("SELECT keyspace_name, replication FROM system_schema.keyspaces");
+    cr_assert_eq(o->nrows, 3); /* ks, system, system_schema */
+    cr_assert_eq(o->types[1], 0x21);
+    rows_free(o);
+    o = query("SELECT * FROM system_schema.tables WHERE keyspace_name = 'ks'");
+    cr_assert_eq(o->nrows, 1);
+    int cm = col_of(o, "comment");
+    cr_assert_eq(memcmp(o->cell[0][cm], "hello", 5), 0);
+    rows_free(o);
+    o = query("SELECT column_name, kind, position, clustering_order, type FROM system_schema.columns WHERE keyspace_name = 'ks' AND table_name = 't'");
+    cr_assert_eq(o->nrows, 3);
+    cr_assert_eq(memcmp(o->cell[1][0], "c", 1), 0);
+    cr_assert_eq(memcmp(o->cell[1][1], "clustering", 10), 0);
+    cr_assert_eq(memcmp(o->cell[1][3], "desc", 4), 0);
+    cr_assert_eq(cell_int(o, 2, 2), -1);
+    rows_free(o);
+    const char *empty[] = {"types", "functions", "aggregates", "triggers", "indexes", "views"};
+    for (size_t i = 0; i < 6; i++) {
+        char q[96];
+        snprintf(q, sizeof q, "SELECT * FROM system_schema.%s", empty[i]);
+        o = query(q);
+        cr_assert_eq(o->kind, 2);
+        cr_assert_eq(o->nrows, 0);
+        rows_free(o);
+    }
+}
+
+Test(exec, schema_change_event_and_drop) {
+    rows *o = query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    cr_assert_eq(o->kind, 5);
+    cr_assert_not_null(o->r.event);
+    rd r;
+    rd_init(&r, o->r.event, o->r.event_len);
+    char s[64];
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "SCHEMA_CHANGE");
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "CREATED");
+    str(&r, s, sizeof s);
+    cr_assert_str_eq(s, "KEYSPACE");
+    rows_free(o);
+    ok("CREATE TABLE ks.t (k int PRIMARY KEY, v int) WITH compression = {'class': 'DeflateCompressor'} AND gc_grace_seconds = 10");
+    ok("INSERT INTO ks.t (k, v) VALUES (1, 1)");
+    ok("TRUNCATE ks.t");
+    o = query("SELECT * FROM ks.t");
+    cr_assert_eq(o->nrows, 0);
+    rows_free(o);
+    ok("DROP TABLE ks.t");
+    expect_err("SELECT * FROM ks.t", 0x2200);
+    ok("DROP TABLE IF EXISTS ks.t");
+    ok("DROP KEYSPACE ks");
+    expect_err("USE ks", 0x2200);
+}
+
+Test(exec, schema_and_data_survive_restart) {
+    schema_basic();
+    ok("INSERT INTO t (k, c, v) VALUES (1, 1, 'persist')");
+    ok("CREATE TABLE gone (k int PRIMARY KEY)");
+    ok("DROP TABLE gone");
+    rows *o = query("SELECT schema_version FROM system.local");
+    uint8_t v1[16];
+    memcpy(v1, o->cell[0][0], 16);
+    rows_free(o);
+    env_close(&E);
+    env_open(&E);
+    ok("USE ks");
+    o = query("SELECT v FROM t WHERE k = 1 AND c = 1");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq(memcmp(o->cell[0][0], "persist", 7), 0);
+    rows_free(o);
+    expect_err("SELECT * FROM gone", 0x2200);
+    o = query("SELECT schema_version FROM system.local");
+    cr_assert_eq(memcmp(o->cell[0][0], v1, 16), 0, "same schema, same version after restart");
+    rows_free(o);
+}
+
+Test(exec_batchmode, writes_ack_after_sync, .init = setup_batch, .fini = teardown, .timeout = 60) {
+    schema_basic();
+    for (int i = 0; i < 20; i++) {
+        char q[96];
+        snprintf(q, sizeof q, "INSERT INTO t (k, c, v) VALUES (%d, 1, 'b')", i);
+        ok(q);
+    }
+    rows *o = query("SELECT count(*) FROM t");
+    cr_assert_eq((int64_t)be64_get(o->cell[0][0]), 20);
+    rows_free(o);
+}
