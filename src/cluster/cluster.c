@@ -141,6 +141,11 @@ static void gossip_handler(void *arg, net_service *ns, const net_msg *m, const u
     if (c->g) gossip_receive(c->g, &m->from, m->verb, p, len);
 }
 
+/* ECHO: a liveness probe any node (or the admin tool) may send; answered with an empty body. */
+static void echo_handler(void *arg, net_service *ns, const net_msg *m, const uint8_t *p, size_t len) {
+    net_respond(ns, m, NET_VERB_ECHO, NULL, 0);
+}
+
 static void tick(uv_timer_t *t) {
     cluster *c = t->data;
     /* Catch up the loop's clock: a blocked loop must look like a pause to the detector. */
@@ -341,6 +346,7 @@ int cluster_create(uv_loop_t *loop, const cluster_options *o, cluster **out) {
     net_register(c->ns, NET_VERB_GOSSIP_ACK, gossip_handler, c);
     net_register(c->ns, NET_VERB_GOSSIP_ACK2, gossip_handler, c);
     net_register(c->ns, NET_VERB_GOSSIP_SHUTDOWN, gossip_handler, c);
+    net_register(c->ns, NET_VERB_ECHO, echo_handler, c);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->timer_open = true;
