@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ilion/cluster/localstate.h"
 #include "ilion/cluster/snitch.h"
@@ -34,6 +37,7 @@ struct cluster {
     uint32_t ntokens;
     int64_t *tokens;
     uint32_t interval_ms;
+    char *data_dir;               /* NULL: nothing persisted here (identity given by the caller) */
     int64_t scratch[TOKENS_MAX];  /* cluster_peer_get's tokens */
 };
 
@@ -69,6 +73,63 @@ static int parse_seed(const char *s, uint16_t defport, net_addr *out) {
         snprintf(ip, sizeof ip, "%s", s);
     }
     return net_addr_parse(ip, port, out);
+}
+
+/* ---- known peers -------------------------------------------------------------------------
+ * <data_dir>/system/peers: the addresses of the other nodes seen, one "ip port" per line, so
+ * that a restarted node whose seeds are down can still find the cluster (gossip tries them
+ * while nobody is alive). A hint, not state: a missing or damaged file only loses the hint. */
+
+#define PEERS_HEADER "# ilion known peers, format 1: ip port\n"
+
+static void peers_path(const cluster *c, char *out, size_t n, const char *suffix) {
+    snprintf(out, n, "%s/system/peers%s", c->data_dir, suffix);
+}
+
+static size_t peers_load(const cluster *c, net_addr *out, size_t max) {
+    char path[PATH_MAX];
+    peers_path(c, path, sizeof path, "");
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[128];
+    size_t n = 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        if (line[0] == '#') continue;
+        char ip[80];
+        unsigned port;
+        if (sscanf(line, "%79s %u", ip, &port) != 2 || port > 65535) continue;
+        if (net_addr_parse(ip, (uint16_t)port, &out[n]) == 0 && !net_addr_eq(&out[n], &c->local)) n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void peers_save(cluster *c) {
+    if (!c->data_dir) return;
+    char path[PATH_MAX], tmp[PATH_MAX], dir[PATH_MAX];
+    peers_path(c, path, sizeof path, "");
+    peers_path(c, tmp, sizeof tmp, ".tmp");
+    snprintf(dir, sizeof dir, "%s/system", c->data_dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    fputs(PEERS_HEADER, f);
+    for (size_t i = 0; i < gossip_endpoint_count(c->g); i++) {
+        const net_addr *ep = gossip_endpoint_at(c->g, i);
+        if (net_addr_eq(ep, &c->local)) continue;
+        char ip[64];
+        fprintf(f, "%s %u\n", net_addr_ip_str(ep, ip, sizeof ip), ep->port);
+    }
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
 }
 
 /* ---- keeping the ring in step with gossip ------------------------------------------------- */
@@ -113,6 +174,8 @@ static void on_change(void *arg, const net_addr *ep, enum gossip_app key, const 
     if (key == GOSSIP_APP_TOKENS || key == GOSSIP_APP_DC || key == GOSSIP_APP_RACK || key == GOSSIP_APP_HOST_ID)
         ring_update(c, ep);
 }
+
+static void on_join(void *arg, const net_addr *ep) { peers_save(arg); }
 
 static void on_up(void *arg, const net_addr *ep) {
     cluster *c = arg;
@@ -232,6 +295,7 @@ static int load_identity(cluster *c, const cluster_options *o) {
 static void free_cluster(cluster *c) {
     gossip_destroy(c->g);
     ring_destroy(c->ring);
+    free(c->data_dir);
     free(c->tokens);
     free(c);
 }
@@ -311,15 +375,27 @@ int cluster_create(uv_loop_t *loop, const cluster_options *o, cluster **out) {
     uint64_t seed = o->rng_seed;
     if (!seed && getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)time(NULL);
     go.rng_seed = seed;
+    if (o->data_dir && !(c->data_dir = strdup(o->data_dir))) {
+        net_destroy(c->ns);
+        free(c->tokens);
+        free(c);
+        return -ENOMEM;
+    }
+    net_addr *contacts = c->data_dir ? calloc(GOSSIP_MAX_ENDPOINTS, sizeof *contacts) : NULL;
+    go.contacts = contacts;
+    go.ncontacts = contacts ? peers_load(c, contacts, GOSSIP_MAX_ENDPOINTS) : 0;
     gossip_transport tr = {tr_send, tr_now, c};
-    if ((rc = gossip_create(&go, &tr, &c->g)) < 0 || (rc = ring_create(&c->ring)) < 0) {
+    rc = gossip_create(&go, &tr, &c->g);
+    free(contacts);
+    if (rc < 0 || (rc = ring_create(&c->ring)) < 0) {
         net_destroy(c->ns);
         gossip_destroy(c->g);
+        free(c->data_dir);
         free(c->tokens);
         free(c);
         return rc;
     }
-    gossip_listener l = {NULL, on_up, on_down, NULL, on_change, c};
+    gossip_listener l = {on_join, on_up, on_down, NULL, on_change, c};
     gossip_add_listener(c->g, &l);
 
     buf b;

@@ -38,6 +38,8 @@ struct gossip {
     char *cluster_name;
     net_addr *seeds;
     size_t nseeds;
+    net_addr *contacts;
+    size_t ncontacts;
     gossip_transport t;
     ep_state **eps;     /* eps[0] is the local endpoint */
     size_t neps, epcap;
@@ -551,6 +553,11 @@ void gossip_tick(gossip *g) {
             }
         }
     }
+    /* Alone (the seeds are down, say): try a node we knew in an earlier run. */
+    if (!syn.oom && nlive == 0 && g->ncontacts) {
+        const net_addr *c = &g->contacts[rnd(g) % g->ncontacts];
+        if (!net_addr_eq(c, &self->addr) && !is_seed(g, c)) send_syn(g, c, &syn);
+    }
     buf_free(&syn);
     free(order);
     free(live);
@@ -599,7 +606,8 @@ void gossip_options_default(gossip_options *o) {
 
 int gossip_create(const gossip_options *o, const gossip_transport *t, gossip **out) {
     if (!o->cluster_name || strlen(o->cluster_name) > 255 || !t || !t->send || !t->now_ms ||
-        (o->local.family != 4 && o->local.family != 6) || o->nseeds > GOSSIP_MAX_SEEDS)
+        (o->local.family != 4 && o->local.family != 6) || o->nseeds > GOSSIP_MAX_SEEDS ||
+        o->ncontacts > GOSSIP_MAX_ENDPOINTS)
         return ILION_EINVALID;
     gossip *g = calloc(1, sizeof *g);
     if (!g) return -ENOMEM;
@@ -613,6 +621,13 @@ int gossip_create(const gossip_options *o, const gossip_transport *t, gossip **o
     if (o->nseeds) memcpy(g->seeds, o->seeds, o->nseeds * sizeof *g->seeds);
     g->nseeds = o->nseeds;
     g->opt.seeds = g->seeds;
+    if (o->ncontacts) {
+        g->contacts = calloc(o->ncontacts, sizeof *g->contacts);
+        if (!g->contacts) goto oom;
+        memcpy(g->contacts, o->contacts, o->ncontacts * sizeof *g->contacts);
+        g->ncontacts = o->ncontacts;
+    }
+    g->opt.contacts = g->contacts;
     g->opt.cluster_name = g->cluster_name;
     uint64_t s = o->rng_seed ? o->rng_seed : 0x1234567;
     g->rng = s ^ 0x9E3779B97F4A7C15ull;
@@ -627,6 +642,7 @@ int gossip_create(const gossip_options *o, const gossip_transport *t, gossip **o
 oom:
     free(g->cluster_name);
     free(g->seeds);
+    free(g->contacts);
     free(g->eps);
     free(g);
     return -ENOMEM;
@@ -637,6 +653,7 @@ void gossip_destroy(gossip *g) {
     for (size_t i = 0; i < g->neps; i++) ep_free(g->eps[i]);
     free(g->eps);
     free(g->seeds);
+    free(g->contacts);
     free(g->cluster_name);
     free(g);
 }

@@ -237,3 +237,38 @@ Test(cluster_service, other_cluster_never_joins) {
     cluster_destroy(a);
     cluster_destroy(b);
 }
+
+/* The whole cluster restarts while its only seed stays down: the nodes still find each other
+ * through the peers they remembered from the previous run (without them they would wait for
+ * the seed forever). */
+Test(cluster_service, restart_without_seeds_uses_known_peers) {
+    seedbuf[0] = 0;
+    cluster *s1 = node(1, "Test Cluster", 0, NULL);
+    uint16_t port = cluster_local_addr(s1)->port;
+    snprintf(seedbuf, sizeof seedbuf, "127.0.0.1:%u", port);
+    cluster *n2 = node(2, "Test Cluster", port, NULL);
+    cluster *n3 = node(3, "Test Cluster", port, NULL);
+    int waited = 0;
+    while ((cluster_peer_count(n3) < 2 || cluster_peer_count(n2) < 2) && waited < 5000) {
+        run_ms(50);
+        waited += 50;
+    }
+    cr_assert_eq(cluster_peer_count(n3), 2);
+    net_addr a2 = *cluster_local_addr(n2), a3 = *cluster_local_addr(n3);
+    cluster_destroy(n2);
+    cluster_destroy(n3);
+    cluster_destroy(s1);
+    run_ms(100);
+    n2 = node(2, "Test Cluster", port, NULL);
+    n3 = node(3, "Test Cluster", port, NULL);
+    waited = 0;
+    while (!(cluster_is_alive(n3, &a2) && cluster_is_alive(n2, &a3)) && waited < 5000) {
+        run_ms(50);
+        waited += 50;
+    }
+    cr_log_info("restarted nodes found each other in %d ms with the seed down", waited);
+    cr_assert(cluster_is_alive(n3, &a2));
+    cr_assert(cluster_is_alive(n2, &a3));
+    cluster_destroy(n2);
+    cluster_destroy(n3);
+}

@@ -74,6 +74,9 @@ typedef struct gossip_options {
     net_addr local;
     const net_addr *seeds;          /* copied; may include the local address */
     size_t nseeds;
+    const net_addr *contacts;       /* copied: nodes known from an earlier run, tried (one per
+                                       round) only while no peer is alive; may be NULL */
+    size_t ncontacts;
     int32_t generation;             /* normally the start time in seconds, > any earlier one */
     uint32_t interval_ms;           /* default 1000; the failure detector's initial interval is 2x */
     double phi_convict_threshold;   /* default 8 */
