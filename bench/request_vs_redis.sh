@@ -19,7 +19,8 @@
 # ND (ops per durable case, 50000), IP (node address, default 127.0.0.77 so it does not collide
 # with a developer's node on 127.0.0.1), REDIS_PORT (default 16379), PROFILE=1 to record the
 # node with `perf record` during the write case (report in $OUT/perf-write.txt),
-# OUT (directory for logs and HTML reports, default a temp dir that is kept).
+# OUT (directory for logs and HTML reports, default a temp dir that is kept), ILION_BIN (use
+# this node binary instead of building build-bench/ilion).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=$ROOT/build-bench
@@ -34,9 +35,15 @@ mkdir -p "$OUT"
 
 echo "== building into $B"
 cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$JOBS" --target ilion ilion-stress >/dev/null
+if [ -n "${ILION_BIN:-}" ]; then
+    # A node binary built elsewhere (e.g. with a local patch under evaluation).
+    cmake --build "$B" -j"$JOBS" --target ilion-stress >/dev/null
+    NODE=$ILION_BIN
+else
+    cmake --build "$B" -j"$JOBS" --target ilion ilion-stress >/dev/null
+    NODE=$B/ilion
+fi
 STRESS=$B/tools/ilion-stress
-NODE=$B/ilion
 command -v redis-server >/dev/null || { echo "redis-server missing (tools/setup-deps.sh)"; exit 1; }
 
 NODE_PID=""
