@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stock drivers against a fresh Ilion node: starts a node (own temp data directory,
-# 127.0.0.1:${PORT:-9042}), runs the Python, Node.js and Go driver tests, restarts the node and
+# ${HOST:-127.0.0.1}:${PORT:-9042}), runs the Python, Node.js and Go driver tests, restarts the node and
 # checks data and schema are found again, then stops the node. Bounded in time; the node is
 # killed on any exit. ILION_BIN overrides the node binary (default build/ilion).
 set -uo pipefail
@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/tests/drivers"
 BIN=${ILION_BIN:-$ROOT/build/ilion}
 PORT=${PORT:-9042}
-HOST=127.0.0.1
+HOST=${HOST:-127.0.0.1}
 WORK=$(mktemp -d /tmp/ilion-drivers.XXXXXX)
 NODE_PID=
 failed=()
@@ -42,6 +42,9 @@ commitlog_sync_period_in_ms: 1000
 YAML
 
 start_node() {
+    if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+        echo "$HOST:$PORT is already in use by another process (set HOST or PORT)"; return 1
+    fi
     "$BIN" --config "$WORK/cassandra.yaml" >>"$WORK/node.log" 2>&1 &
     NODE_PID=$!
     for _ in $(seq 100); do
