@@ -360,3 +360,78 @@ Test(net, silent_inbound_connection_closed) {
     close(fd);
     net_destroy(a);
 }
+
+/* Every request's callback runs exactly once, whatever happens meanwhile: answers, silence,
+ * the peer going away and coming back on the same address, the peer marked down and up. */
+static int chaos_calls[2000];
+static int chaos_errs[2000];
+static void chaos_cb(void *arg, int err, uint8_t verb, const uint8_t *p, size_t len) {
+    int i = (int)(intptr_t)arg;
+    chaos_calls[i]++;
+    chaos_errs[i] = err;
+}
+
+static void maybe_answer(void *arg, net_service *ns, const net_msg *m, const uint8_t *p, size_t len) {
+    if (len && p[0] % 2 == 0) net_respond(ns, m, NET_VERB_MUTATION_RSP, p, len);
+}
+
+Test(net, chaos_every_callback_once) {
+    net_service *a = mk("127.0.0.1", 0, "c1", 1);
+    net_service *b = mk("127.0.0.2", 0, "c1", 2);
+    net_register(b, NET_VERB_MUTATION, maybe_answer, NULL);
+    net_addr baddr = *net_local_addr(b);
+    char bip[64];
+    net_addr_ip_str(&baddr, bip, sizeof bip);
+    memset(chaos_calls, 0, sizeof chaos_calls);
+    uint64_t rs = 12345;
+    int sent = 0, refused_at_once = 0;
+    bool down = false;
+    for (int step = 0; step < 200; step++) {
+        for (int k = 0; k < 10; k++, sent++) {
+            rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+            uint8_t p[1] = {(uint8_t)(rs >> 40)};
+            uint32_t timeout = 20 + (uint32_t)((rs >> 20) % 200);
+            int rc = net_request(a, &baddr, NET_VERB_MUTATION, p, 1, timeout, chaos_cb,
+                                 (void *)(intptr_t)sent, NULL);
+            if (rc < 0) {
+                cr_assert_eq(rc, ILION_EUNAVAILABLE);
+                cr_assert(down);
+                chaos_calls[sent]++;  /* no callback will come: count the synchronous failure */
+                chaos_errs[sent] = 1;
+                refused_at_once++;
+            }
+        }
+        run_for(2);
+        rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+        int act = (int)((rs >> 33) % 100);
+        if (act < 4 && b) {
+            net_destroy(b);
+            b = NULL;
+        } else if (act < 10 && !b) {
+            b = mk(bip, baddr.port, "c1", 2);
+            net_register(b, NET_VERB_MUTATION, maybe_answer, NULL);
+        } else if (act < 14) {
+            down = !down;
+            net_set_peer_down(a, &baddr, down);
+        }
+    }
+    /* Every timeout has passed after 250 ms more. */
+    run_for(400);
+    int ok = 0, timeouts = 0, unavailable = 0;
+    for (int i = 0; i < sent; i++) {
+        cr_assert_eq(chaos_calls[i], 1, "request %d: %d callbacks", i, chaos_calls[i]);
+        ok += chaos_errs[i] == 0;
+        timeouts += chaos_errs[i] == ILION_ETIMEOUT;
+        unavailable += chaos_errs[i] == ILION_EUNAVAILABLE;
+    }
+    cr_log_info("chaos: %d requests: %d answered, %d timed out, %d failed when marked down, %d refused "
+                "at once", sent, ok, timeouts, unavailable, refused_at_once);
+    cr_assert_eq(ok + timeouts + unavailable + refused_at_once, sent, "unexpected error codes");
+    cr_assert_gt(ok, 0);
+    cr_assert_gt(timeouts, 0);
+    net_stats st;
+    net_get_stats(a, &st);
+    cr_assert_eq(st.pending, 0);
+    net_destroy(a);
+    if (b) net_destroy(b);
+}
