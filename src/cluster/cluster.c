@@ -493,6 +493,20 @@ int cluster_set_load(cluster *c, uint64_t bytes) {
     return gossip_set_local(c->g, GOSSIP_APP_LOAD, t, (size_t)n);
 }
 
+bool cluster_schema_agrees(const cluster *c) {
+    const uint8_t *mine, *theirs;
+    size_t ml, tl;
+    bool have = gossip_get_app(c->g, &c->local, GOSSIP_APP_SCHEMA, &mine, &ml, NULL) == 0;
+    for (size_t i = 0; i < gossip_endpoint_count(c->g); i++) {
+        const net_addr *ep = gossip_endpoint_at(c->g, i);
+        if (net_addr_eq(ep, &c->local) || !gossip_is_alive(c->g, ep)) continue;
+        if (!have || gossip_get_app(c->g, ep, GOSSIP_APP_SCHEMA, &theirs, &tl, NULL) != 0 || tl != ml ||
+            memcmp(mine, theirs, ml) != 0)
+            return false;
+    }
+    return true;
+}
+
 int cluster_add_listener(cluster *c, const cluster_listener *l) { return gossip_add_listener(c->g, l); }
 net_service *cluster_messaging(cluster *c) { return c->ns; }
 gossip *cluster_gossip(cluster *c) { return c->g; }

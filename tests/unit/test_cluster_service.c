@@ -133,7 +133,10 @@ Test(cluster_service, three_nodes_converge_detect_failure_and_restart) {
     cr_assert_str_eq(p.status, "NORMAL");
     cr_assert_arr_eq(p.host_id, cluster_host_id(cs[2]), 16);
 
-    /* Schema version spreads. */
+    /* Schema version spreads; agreement once everyone announces the same one. */
+    cr_assert(!cluster_schema_agrees(cs[0]), "nobody announced a schema yet");
+    cluster_set_schema_version(cs[0], "11111111-2222-4333-8444-555555555555");
+    cluster_set_schema_version(cs[2], "11111111-2222-4333-8444-555555555555");
     cluster_set_schema_version(cs[1], "11111111-2222-4333-8444-555555555555");
     waited = 0;
     while (waited < 3000) {
@@ -144,6 +147,16 @@ Test(cluster_service, three_nodes_converge_detect_failure_and_restart) {
         waited += 50;
     }
     cr_assert_lt(waited, 3000);
+    while (!(cluster_schema_agrees(cs[0]) && cluster_schema_agrees(cs[1]) && cluster_schema_agrees(cs[2])) &&
+           waited < 3000) {
+        run_ms(50);
+        waited += 50;
+    }
+    cr_assert(cluster_schema_agrees(cs[0]) && cluster_schema_agrees(cs[2]));
+    cluster_set_schema_version(cs[2], "99999999-2222-4333-8444-555555555555");
+    run_ms(500);
+    cr_assert(!cluster_schema_agrees(cs[0]));
+    cluster_set_schema_version(cs[2], "11111111-2222-4333-8444-555555555555");
 
     /* Messaging through the service. */
     net_register(cluster_messaging(cs[2]), NET_VERB_READ, echo_handler, NULL);

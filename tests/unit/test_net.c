@@ -435,3 +435,42 @@ Test(net, chaos_every_callback_once) {
     net_destroy(a);
     if (b) net_destroy(b);
 }
+
+/* Large messages cross in pieces and come back whole; over the limit is refused at once. */
+static size_t big_len;
+static uint32_t big_sum;
+static void big_cb(void *arg, int err, uint8_t verb, const uint8_t *p, size_t len) {
+    resp *r = arg;
+    r->done++;
+    r->err = err;
+    big_len = len;
+    big_sum = 0;
+    for (size_t i = 0; i < len; i++) big_sum = big_sum * 31 + p[i];
+}
+static void big_echo(void *arg, net_service *ns, const net_msg *m, const uint8_t *p, size_t len) {
+    net_respond(ns, m, NET_VERB_READ_RSP, p, len);
+}
+
+Test(net, large_messages) {
+    net_service *a = mk("127.0.0.1", 0, "c1", 1);
+    net_service *b = mk("127.0.0.2", 0, "c1", 2);
+    net_register(b, NET_VERB_READ, big_echo, NULL);
+    size_t n = 3u << 20;
+    uint8_t *p = malloc(n);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (uint8_t)(i * 2654435761u >> 24);
+        sum = sum * 31 + p[i];
+    }
+    resp r = {0};
+    cr_assert_eq(net_request(a, net_local_addr(b), NET_VERB_READ, p, n, 5000, big_cb, &r, NULL), 0);
+    run_until(&r.done, 5000);
+    cr_assert_eq(r.err, 0);
+    cr_assert_eq(big_len, n);
+    cr_assert_eq(big_sum, sum);
+    free(p);
+    cr_assert_eq(net_request(a, net_local_addr(b), NET_VERB_READ, "x", NET_DEFAULT_MAX_MESSAGE + 1, 5000,
+                             big_cb, &r, NULL), ILION_ETOOBIG);
+    net_destroy(a);
+    net_destroy(b);
+}

@@ -86,6 +86,9 @@ bool cluster_is_local(const cluster *c, const net_addr *ep);
 int cluster_set_app_state(cluster *c, enum gossip_app key, const void *value, size_t len);
 int cluster_set_schema_version(cluster *c, const char *uuid_text);
 int cluster_set_load(cluster *c, uint64_t bytes);
+/* True when every live peer gossips the same SCHEMA version as ours (what drivers wait for
+ * after DDL); peers that have not announced one yet count as disagreeing. */
+bool cluster_schema_agrees(const cluster *c);
 
 /* Membership events; up to 8 listeners. The same callbacks as gossip's. */
 typedef gossip_listener cluster_listener;
