@@ -356,12 +356,25 @@ int cluster_create(uv_loop_t *loop, const cluster_options *o, cluster **out) {
 
     net_addr seeds[GOSSIP_MAX_SEEDS];
     size_t nseeds = 0;
-    for (size_t i = 0; i < o->nseeds && nseeds < GOSSIP_MAX_SEEDS; i++) {
-        if (parse_seed(o->seeds[i], o->storage_port ? o->storage_port : c->local.port, &seeds[nseeds]) < 0) {
-            LOG_WARN(MOD, "ignoring seed '%s': not a numeric address", o->seeds[i]);
-            continue;
+    /* Each entry may itself be a comma-separated list ("127.0.0.1, 127.0.0.2"). */
+    for (size_t i = 0; i < o->nseeds; i++) {
+        const char *p = o->seeds[i];
+        while (p && *p && nseeds < GOSSIP_MAX_SEEDS) {
+            while (*p == ' ' || *p == '\t' || *p == ',') p++;
+            size_t l = strcspn(p, ",");
+            while (l && (p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
+            char one[96];
+            if (l == 0) break;
+            if (l < sizeof one) {
+                memcpy(one, p, l);
+                one[l] = 0;
+                if (parse_seed(one, o->storage_port ? o->storage_port : c->local.port, &seeds[nseeds]) == 0)
+                    nseeds++;
+                else
+                    LOG_WARN(MOD, "ignoring seed '%s': not a numeric address", one);
+            }
+            p += strcspn(p, ",");
         }
-        nseeds++;
     }
     gossip_options go;
     gossip_options_default(&go);

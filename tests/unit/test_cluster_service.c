@@ -225,6 +225,8 @@ Test(cluster_service, other_cluster_never_joins) {
     seedbuf[0] = 0;
     cluster *a = node(1, "Prod", 0, NULL);
     snprintf(seedbuf, sizeof seedbuf, "127.0.0.1:%u", cluster_local_addr(a)->port);
+    /* A list in one entry, with a bad address and spaces: the good one is used. */
+    snprintf(seedbuf, sizeof seedbuf, " nosuchhost , 127.0.0.1:%u,", cluster_local_addr(a)->port);
     cluster *b = node(2, "Prod", cluster_local_addr(a)->port, NULL);
     cluster *x = node(3, "Staging", cluster_local_addr(a)->port, NULL);
     run_ms(1500);

@@ -28,7 +28,8 @@ typedef struct cluster_options {
     const char *cluster_name;        /* default "Test Cluster" */
     const char *listen_address;      /* numeric IP, default "127.0.0.1" */
     uint16_t storage_port;           /* default 7000 (0: ephemeral, tests) */
-    const char *const *seeds;        /* "ip" (port = storage_port) or "ip:port"; may list self */
+    const char *const *seeds;        /* "ip" (port = storage_port) or "ip:port", or several of them
+                                        comma-separated in one entry; may list self */
     size_t nseeds;
     uint32_t num_tokens;             /* default 16; used on first start only */
     const char *initial_token;       /* optional "t1,t2,..." instead of random, first start only */
