@@ -146,10 +146,21 @@ static void get_text(cluster *c, const net_addr *ep, enum gossip_app k, char *ou
     }
 }
 
+/* Statuses of nodes that own no range: joining ones, and ones that left. */
+static bool owns_nothing(cluster *c, const net_addr *ep) {
+    char st[32];
+    get_text(c, ep, GOSSIP_APP_STATUS, st, sizeof st, "");
+    return strcmp(st, "BOOT") == 0 || strcmp(st, "LEFT") == 0 || strcmp(st, "removed") == 0;
+}
+
 static void ring_update(cluster *c, const net_addr *ep) {
     if (net_addr_eq(ep, &c->local)) return;
     const uint8_t *p;
     size_t l;
+    if (owns_nothing(c, ep)) {
+        if (ring_find(c->ring, ep)) ring_remove_endpoint(c->ring, ep);
+        return;
+    }
     if (gossip_get_app(c->g, ep, GOSSIP_APP_TOKENS, &p, &l, NULL) != 0) return;
     uint32_t n;
     if (tokens_parse(p, l, c->scratch, TOKENS_MAX, &n) < 0) {
@@ -171,7 +182,8 @@ static void ring_update(cluster *c, const net_addr *ep) {
 
 static void on_change(void *arg, const net_addr *ep, enum gossip_app key, const uint8_t *v, size_t len) {
     cluster *c = arg;
-    if (key == GOSSIP_APP_TOKENS || key == GOSSIP_APP_DC || key == GOSSIP_APP_RACK || key == GOSSIP_APP_HOST_ID)
+    if (key == GOSSIP_APP_TOKENS || key == GOSSIP_APP_DC || key == GOSSIP_APP_RACK ||
+        key == GOSSIP_APP_HOST_ID || key == GOSSIP_APP_STATUS)
         ring_update(c, ep);
 }
 

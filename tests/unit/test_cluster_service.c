@@ -158,6 +158,23 @@ Test(cluster_service, three_nodes_converge_detect_failure_and_restart) {
     cr_assert(!cluster_schema_agrees(cs[0]));
     cluster_set_schema_version(cs[2], "11111111-2222-4333-8444-555555555555");
 
+    /* A node announcing LEFT leaves the ring; back to NORMAL, it returns. */
+    cluster_set_app_state(cs[1], GOSSIP_APP_STATUS, "LEFT", 4);
+    waited = 0;
+    while (ring_endpoint_count(cluster_ring(cs[0])) != 2 && waited < 3000) {
+        run_ms(50);
+        waited += 50;
+    }
+    cr_assert_eq(ring_endpoint_count(cluster_ring(cs[0])), 2);
+    cr_assert_eq(ring_token_count(cluster_ring(cs[0])), 32);
+    cluster_set_app_state(cs[1], GOSSIP_APP_STATUS, "NORMAL", 6);
+    waited = 0;
+    while (ring_endpoint_count(cluster_ring(cs[0])) != 3 && waited < 3000) {
+        run_ms(50);
+        waited += 50;
+    }
+    cr_assert_eq(ring_token_count(cluster_ring(cs[0])), 48);
+
     /* Messaging through the service. */
     net_register(cluster_messaging(cs[2]), NET_VERB_READ, echo_handler, NULL);
     resp_done = 0;

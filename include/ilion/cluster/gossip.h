@@ -30,7 +30,8 @@
 
 /* Application state keys; ids are part of the wire format (append only). */
 enum gossip_app {
-    GOSSIP_APP_STATUS = 0,          /* "NORMAL", "LEAVING", "shutdown", ... */
+    GOSSIP_APP_STATUS = 0,          /* "NORMAL", "BOOT" (joining: owns nothing yet), "LEAVING",
+                                       "LEFT" (owns nothing), "shutdown" (stopped, still owns) */
     GOSSIP_APP_TOKENS = 1,          /* tokens_serialize() bytes */
     GOSSIP_APP_SCHEMA = 2,          /* schema version UUID, text */
     GOSSIP_APP_DC = 3,
