@@ -70,7 +70,9 @@ static int parse_seed(const char *s, uint16_t defport, net_addr *out) {
         ip[colon - s] = 0;
         port = (uint16_t)atoi(colon + 1);
     } else {
-        snprintf(ip, sizeof ip, "%s", s);
+        size_t l = strlen(s);
+        if (l >= sizeof ip) return ILION_EINVALID;
+        memcpy(ip, s, l + 1);
     }
     return net_addr_parse(ip, port, out);
 }
