@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "ilion/cluster/tokens.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
 
@@ -56,7 +57,7 @@ void server_config_default(server_config *c) {
     c->max_hint_window_in_ms = 10800000;
 }
 
-enum kind { K_STR, K_PATH, K_U32, K_PORT, K_DOUBLE, K_BOOL, K_SYNC, K_COMMIT_POLICY,
+enum kind { K_TOKENS, K_STR, K_PATH, K_U32, K_PORT, K_DOUBLE, K_BOOL, K_SYNC, K_COMMIT_POLICY,
             K_DISK_POLICY, K_DIRS, K_SEEDS, K_PARTITIONER, K_IGNORED };
 
 typedef struct key_def {
@@ -70,6 +71,7 @@ typedef struct key_def {
 static const key_def keys[] = {
     {"cluster_name", K_STR, F(cluster_name), 0, 0},
     {"num_tokens", K_U32, F(num_tokens), 1, 1024},
+    {"initial_token", K_TOKENS, F(initial_token), 0, 0},
     {"partitioner", K_PARTITIONER, F(partitioner), 0, 0},
     {"listen_address", K_STR, F(listen_address), 0, 0},
     {"rpc_address", K_STR, F(rpc_address), 0, 0},
@@ -294,6 +296,15 @@ static int apply(pctx *p, const key_def *d, yaml_node_t *n) {
         return copy_str(p, d->name, v, base + d->off, SERVER_CONFIG_NAME_MAX);
     case K_PATH:
         return copy_str(p, d->name, v, base + d->off, SERVER_CONFIG_PATH_MAX);
+    case K_TOKENS: {
+        int64_t *t = malloc(sizeof(int64_t) * TOKENS_MAX);
+        uint32_t nt = 0;
+        int bad = !t || tokens_parse_text(v, t, TOKENS_MAX, &nt) || nt == 0 ||
+                  tokens_normalize(t, nt);
+        free(t);
+        if (bad) return fail(p, d->name, n, "expected distinct comma-separated Murmur3 tokens");
+        return copy_str(p, d->name, v, base + d->off, sizeof c->initial_token);
+    }
     case K_PARTITIONER:
         if (strcmp(v, "org.apache.cassandra.dht.Murmur3Partitioner") &&
             strcmp(v, "Murmur3Partitioner"))

@@ -104,8 +104,15 @@ int node_identity_load(const server_config *c, const char *config_dir, node_iden
         }
         ls->host_id[6] = (uint8_t)((ls->host_id[6] & 0x0f) | 0x40);
         ls->host_id[8] = (uint8_t)((ls->host_id[8] & 0x3f) | 0x80);
-        ls->ntokens = c->num_tokens;
-        if ((r = tokens_generate(c->num_tokens, seed, ls->tokens))) {
+        if (c->initial_token[0]) {
+            r = tokens_parse_text(c->initial_token, ls->tokens, TOKENS_MAX, &ls->ntokens);
+            if (r == 0) r = tokens_normalize(ls->tokens, ls->ntokens);
+        } else {
+            ls->ntokens = c->num_tokens;
+            r = tokens_generate(c->num_tokens, seed, ls->tokens);
+        }
+        if (r) {
+            LOG_ERROR("node", "cannot choose tokens: %s", ilion_strerror(r));
             free(ls);
             return r;
         }
@@ -129,7 +136,7 @@ int node_identity_load(const server_config *c, const char *config_dir, node_iden
             free(ls);
             return ILION_EINVALID;
         }
-        if (ls->ntokens != c->num_tokens)
+        if (!c->initial_token[0] && ls->ntokens != c->num_tokens)
             LOG_WARN("node", "num_tokens is %u but this node already owns %u tokens; keeping them",
                      c->num_tokens, ls->ntokens);
         ls->generation = now > ls->generation ? now : ls->generation + 1;

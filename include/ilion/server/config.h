@@ -23,6 +23,7 @@
 typedef struct server_config {
     char cluster_name[SERVER_CONFIG_NAME_MAX];
     uint32_t num_tokens;
+    char initial_token[4096];                 /* "t1,t2,..." used on first start; "" = random */
     char partitioner[SERVER_CONFIG_NAME_MAX];
     char listen_address[SERVER_CONFIG_NAME_MAX];
     char rpc_address[SERVER_CONFIG_NAME_MAX];
