@@ -560,3 +560,22 @@ Test(gossip, chaos_invariants_then_convergence) {
         sim_free(s);
     }
 }
+
+/* A node that was paused (SIGSTOP, a stalled loop) must not convict everyone when it wakes
+ * up: its own silence is not theirs. The others convict it and see it come back. */
+Test(gossip, local_pause_convicts_nobody) {
+    sim *s = sim_new(6, 2, 41);
+    cr_assert_gt(rounds_to_converge(s, 40), 0);
+    for (int r = 0; r < 20; r++) round_(s);
+    s->stopped[0] = true;  /* no ticks, nothing in or out */
+    for (int r = 0; r < 40; r++) round_(s);
+    for (int i = 1; i < 6; i++) cr_assert(!gossip_is_alive(s->g[i], &s->addr[0]));
+    s->stopped[0] = false;
+    for (int r = 0; r < 10; r++) round_(s);
+    cr_assert_eq(s->downs[0], 0, "the paused node convicted %d peers", s->downs[0]);
+    for (int i = 1; i < 6; i++) {
+        cr_assert(gossip_is_alive(s->g[0], &s->addr[i]));
+        cr_assert(gossip_is_alive(s->g[i], &s->addr[0]), "node %d sees the paused node back", i);
+    }
+    sim_free(s);
+}
