@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "exec_int.h"
+#include "ilion/cluster/cluster.h"
 #include "ilion/cql/wire.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
@@ -58,7 +59,17 @@ void cql_executor_destroy(cql_executor *x) {
     free(x);
 }
 
-void exec_schema_changed(cql_executor *x) { schema_catalog_update_version(x->cat); }
+void exec_schema_changed(cql_executor *x) {
+    schema_catalog_update_version(x->cat);
+    if (x->cluster) {
+        const uint8_t *u = x->cat->version;
+        char text[40];
+        snprintf(text, sizeof text,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+                 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        cluster_set_schema_version(x->cluster, text);
+    }
+}
 
 cql_session *cql_session_new(cql_executor *x) {
     cql_session *s = calloc(1, sizeof *s);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ilion/cluster/cluster.h"
 #include "ilion/util/clock.h"
 #include "stmt_select_plan.h"
 
@@ -222,11 +223,57 @@ static void rows_columns(vrows *v, cql_executor *x) {
         }
 }
 
+static void put_uuid_text(vrows *v, const char *col, const char *text) {
+    schema_type ut = SCHEMA_TYPE(SCHEMA_T_UUID);
+    buf b;
+    buf_init(&b);
+    char err[8];
+    if (schema_literal_convert(&ut, SCHEMA_LIT_STRING, text, strlen(text), &b, err, sizeof err) == 0)
+        put(v, col, b.data, b.len);
+    buf_free(&b);
+}
+
+/* Peers as gossip knows them; a row lacking what drivers need is still listed (drivers skip
+ * it) so operators see the node. */
+static void rows_peers(vrows *v, cql_executor *x, bool v2) {
+    if (!x->cluster) return;
+    size_t n = cluster_peer_count(x->cluster);
+    for (size_t i = 0; i < n; i++) {
+        cluster_peer p;
+        if (cluster_peer_get(x->cluster, i, &p)) continue;
+        if (!row_new(v)) return;
+        char ip[NET_ADDR_STRLEN];
+        net_addr_ip_str(&p.addr, ip, sizeof ip);
+        put_inet(v, "peer", ip);
+        if (v2) put_int(v, "peer_port", p.addr.port);
+        if (p.dc[0]) put_text(v, "data_center", p.dc);
+        if (p.rack[0]) put_text(v, "rack", p.rack);
+        if (p.has_host_id) put(v, "host_id", p.host_id, 16);
+        if (p.release_version[0]) put_text(v, "release_version", p.release_version);
+        if (p.schema_version[0]) put_uuid_text(v, "schema_version", p.schema_version);
+        if (p.rpc_address[0]) {
+            put_inet(v, v2 ? "native_address" : "rpc_address", p.rpc_address);
+            if (v2) put_int(v, "native_port", p.native_port ? p.native_port : x->native_port);
+        }
+        if (p.ntokens) {
+            char **toks = arena_alloc(&v->r->arena, p.ntokens * sizeof *toks);
+            if (!toks) return;
+            for (uint32_t k = 0; k < p.ntokens; k++) {
+                toks[k] = arena_alloc(&v->r->arena, 24);
+                if (!toks[k]) return;
+                snprintf(toks[k], 24, "%lld", (long long)p.tokens[k]);
+            }
+            put_coll(v, "tokens", (const char *const *)toks, p.ntokens, false);
+        }
+    }
+}
+
 static void build_rows(vrows *v, cql_executor *x) {
     const schema_table *t = v->t;
     if (strcmp(t->ks, "system") == 0) {
         if (strcmp(t->name, "local") == 0) rows_local(v, x);
-        /* peers, peers_v2: a single node has none */
+        else if (strcmp(t->name, "peers") == 0) rows_peers(v, x, false);
+        else if (strcmp(t->name, "peers_v2") == 0) rows_peers(v, x, true);
         return;
     }
     if (strcmp(t->name, "keyspaces") == 0) rows_keyspaces(v, x);
