@@ -387,6 +387,9 @@ static int table_freeze(table *t) {
         return 0;
     }
     uint64_t pos = e->cl ? commitlog_position(e->cl) : 0;
+    LOG_DEBUG(MOD, "freezing memtable of table %016llx: %zu bytes (active %zu, flushing %zu)",
+              (unsigned long long)t->id, memtable_bytes(old), atomic_load(&e->active_bytes),
+              atomic_load(&e->frozen_bytes));
     memtable *m = memtable_new(t->id, pos);
     flush_job *job = calloc(1, sizeof *job);
     if (!m || !job) {

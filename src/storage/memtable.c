@@ -32,7 +32,8 @@ struct memtable {
     mt_node *head;
     atomic_int height;
     uint64_t rng;
-    _Atomic size_t bytes;
+    _Atomic size_t bytes;      /* arena bytes beyond the empty memtable's */
+    size_t base;
     _Atomic uint64_t partitions;
     _Atomic uint64_t entries;
     _Atomic int64_t min_ts;
@@ -54,7 +55,8 @@ memtable *memtable_new(uint64_t table_id, uint64_t start_pos) {
     m->head->height = MT_MAX_HEIGHT;
     atomic_init(&m->height, 1);
     m->rng = 0x9E3779B97F4A7C15ULL ^ table_id ^ start_pos;
-    atomic_init(&m->bytes, m->arena.total);
+    m->base = m->arena.total;
+    atomic_init(&m->bytes, 0);
     atomic_init(&m->min_ts, INT64_MAX);
     return m;
 }
@@ -231,7 +233,7 @@ int memtable_apply(memtable *m, const st_partition *p) {
     }
     if (new_partition && (p->nrows || p->del.ts != ST_NO_TIMESTAMP))
         atomic_fetch_add_explicit(&m->partitions, 1, memory_order_relaxed);
-    atomic_store_explicit(&m->bytes, m->arena.total, memory_order_relaxed);
+    atomic_store_explicit(&m->bytes, m->arena.total - m->base, memory_order_relaxed);
     return 0;
 }
 

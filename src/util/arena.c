@@ -23,7 +23,7 @@ void *arena_alloc(st_arena *a, size_t n) {
         if (!b) return NULL;
         b->size = sz;
         a->total += sizeof *b + sz;
-        if (sz > ARENA_BLOCK / 4 && a->head && a->ptr) {
+        if (n > ARENA_BLOCK / 4 && a->head && a->ptr) {
             /* A big allocation gets its own block behind the current one, which stays in use. */
             b->next = a->head->next;
             a->head->next = b;
