@@ -17,7 +17,9 @@
 
 typedef struct coord_pending {
     struct coord_pending *next;
-    uint64_t pos;
+    uint64_t pos;            /* local commit log position whose sync is the local ack */
+    int needed, acks;        /* acknowledgements the level needs / received */
+    bool local_waiting;      /* the local ack is still waiting for its sync */
     coord_write_cb cb;
     void *arg;
     enum coord_cl cl;
@@ -66,7 +68,11 @@ static void drain(coord *c, bool all_fail) {
     c->tail = NULL;
     while (*pp) {
         coord_pending *p = *pp;
-        if (all_fail || serr || storage_is_synced(c->engine, p->pos)) {
+        if (p->local_waiting && !all_fail && !serr && storage_is_synced(c->engine, p->pos)) {
+            p->local_waiting = false;
+            p->acks++;
+        }
+        if (all_fail || serr || p->acks >= p->needed) {
             *pp = p->next;
             p->next = NULL;
             *dtail = p;
@@ -167,8 +173,18 @@ static const char *cl_name(enum coord_cl cl) {
     return (unsigned)cl < sizeof n / sizeof n[0] ? n[cl] : "UNKNOWN";
 }
 
+static int check_cl(coord *c, const schema_replication *repl, enum coord_cl cl, bool is_write,
+                    coord_error *err, int *required_out);
+
 int coord_check_cl(coord *c, const schema_replication *repl, enum coord_cl cl, bool is_write,
                    coord_error *err) {
+    int required;
+    return check_cl(c, repl, cl, is_write, err, &required);
+}
+
+static int check_cl(coord *c, const schema_replication *repl, enum coord_cl cl, bool is_write,
+                    coord_error *err, int *required_out) {
+    *required_out = 1;
     char msg[160];
     if ((unsigned)cl > COORD_CL_LOCAL_ONE) {
         snprintf(msg, sizeof msg, "Unknown consistency level %u", (unsigned)cl);
@@ -231,6 +247,7 @@ int coord_check_cl(coord *c, const schema_replication *repl, enum coord_cl cl, b
         err->alive = alive;
         return ILION_EUNAVAILABLE;
     }
+    *required_out = required;
     return 0;
 }
 
@@ -240,34 +257,71 @@ static void storage_err(coord_error *e, enum coord_cl cl, int rc, const char *wh
     set_err(e, 0x0000, cl, msg);
 }
 
+/* Sends the mutations to the local replica: applied now, acknowledged once *pos is synced.
+ * (A remote replica is sent a message instead and acknowledges through messaging.) */
+static int replica_send_local(coord *c, st_partition *const *muts, size_t n, uint64_t *pos) {
+    *pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t p = 0;
+        int rc = storage_apply(c->engine, muts[i], &p);
+        if (rc) return rc;
+        if (p > *pos) *pos = p;
+    }
+    return 0;
+}
+
 int coord_write(coord *c, const schema_replication *repl, st_partition *const *muts, size_t n,
                 enum coord_cl cl, enum coord_write_type wt, coord_write_cb cb, void *arg) {
     if (!c || !repl || (!muts && n) || !cb) return ILION_EINVALID;
     coord_error err;
-    if (coord_check_cl(c, repl, cl, true, &err)) {
+    int needed;
+    if (check_cl(c, repl, cl, true, &err, &needed)) {
         err.write_type = wt;
         cb(arg, &err);
         return 0;
     }
-    uint64_t maxpos = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t pos = 0;
-        int rc = storage_apply(c->engine, muts[i], &pos);
-        if (rc) {
-            storage_err(&err, cl, rc, "write");
-            err.write_type = wt;
-            cb(arg, &err);
-            return 0;
-        }
-        if (pos > maxpos) maxpos = pos;
+    coord_replica reps[1];
+    size_t nrep = replicas(c, repl, reps);
+    if (nrep == 0 && cl == COORD_CL_ANY) {
+        /* No replica can take it: ANY accepts a hint, which on one node is the local write. */
+        reps[0].local = reps[0].alive = true;
+        nrep = 1;
     }
-    if (n == 0 || storage_is_synced(c->engine, maxpos)) {
+    int acks = 0;
+    bool local_pending = false;
+    uint64_t pos = 0;
+    for (size_t i = 0; i < nrep; i++) {
+        if (!reps[i].alive) continue;
+        if (reps[i].local) {
+            int rc = replica_send_local(c, muts, n, &pos);
+            if (rc) {
+                storage_err(&err, cl, rc, "write");
+                err.write_type = wt;
+                cb(arg, &err);
+                return 0;
+            }
+            if (n == 0 || storage_is_synced(c->engine, pos)) acks++;
+            else local_pending = true;
+        }
+    }
+    if (acks >= needed) {
         cb(arg, NULL);
+        return 0;
+    }
+    if (!local_pending) { /* nothing more can arrive */
+        set_err(&err, 0x1500, cl, "not enough replicas acknowledged the write");
+        err.received = acks;
+        err.blockfor = needed;
+        err.write_type = wt;
+        cb(arg, &err);
         return 0;
     }
     coord_pending *p = calloc(1, sizeof *p);
     if (!p) return -12; /* applied but not acknowledged: the client sees a server error */
-    p->pos = maxpos;
+    p->pos = pos;
+    p->needed = needed;
+    p->acks = acks;
+    p->local_waiting = true;
     p->cb = cb;
     p->arg = arg;
     p->cl = cl;

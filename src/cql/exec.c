@@ -85,6 +85,7 @@ static exec_req *req_new(cql_executor *x, cql_session *s, cql_done_cb cb, void *
     if (!r) return NULL;
     r->x = x;
     r->s = s;
+    r->conn = s;
     r->cb = cb;
     r->arg = arg;
     arena_init(&r->arena);

@@ -61,7 +61,8 @@ struct cql_session {
 /* One request in flight: owns its arena (parse tree, values) and answers through cb. */
 typedef struct exec_req {
     cql_executor *x;
-    cql_session *s;
+    cql_session *s;              /* keyspace names resolve against (EXECUTE: the prepared one) */
+    cql_session *conn;           /* the connection's session (USE changes it) */
     cql_done_cb cb;
     void *arg;
     st_arena arena;

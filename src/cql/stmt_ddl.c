@@ -512,6 +512,7 @@ static void use_keyspace(exec_req *r, const cql_str *ks) {
         return;
     }
     if (r->s) snprintf(r->s->ks, sizeof r->s->ks, "%s", name);
+    if (r->conn && r->conn != r->s) snprintf(r->conn->ks, sizeof r->conn->ks, "%s", name);
     exec_reply_set_keyspace(r, name);
 }
 
