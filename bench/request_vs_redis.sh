@@ -34,7 +34,8 @@ OUT=${OUT:-$(mktemp -d /tmp/ilion-bench.XXXXXX)}
 mkdir -p "$OUT"
 
 echo "== building into $B"
-cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
+# -O2 -g: optimized, and with symbols for PROFILE=1.
+cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 if [ -n "${ILION_BIN:-}" ]; then
     # A node binary built elsewhere (e.g. with a local patch under evaluation).
     cmake --build "$B" -j"$JOBS" --target ilion-stress >/dev/null
