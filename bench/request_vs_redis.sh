@@ -17,8 +17,8 @@
 #
 # Environment: N (ops per 50-client case, default 200000), NP (ops per 256 case, 1000000),
 # ND (ops per durable case, 50000), IP (node address, default 127.0.0.77 so it does not collide
-# with a developer's node on 127.0.0.1), REDIS_PORT (default 16379), PROFILE=1 to record the
-# node with `perf record` during the write case (report in $OUT/perf-write.txt),
+# with a developer's node on 127.0.0.1), REDIS_PORT (default 16379), PROFILE=1 to sample the
+# node with `perf record -g` during each ilion run (reports in $OUT/perf-<case>.txt),
 # OUT (directory for logs and HTML reports, default a temp dir that is kept), ILION_BIN (use
 # this node binary instead of building build-bench/ilion).
 set -euo pipefail
@@ -77,12 +77,7 @@ start_node() { # sync-mode name
         -e "s#- seeds:.*#- seeds: \"$IP\"#" \
         -e "s#^commitlog_sync:.*#commitlog_sync: $1#" \
         "$ROOT/cassandra.yaml.sample" >"$dir/cassandra.yaml"
-    if [ "${PROFILE:-0}" = 1 ] && [ "$2" = periodic ]; then
-        perf record -g -o "$OUT/perf-node.data" -- "$NODE" --config "$dir/cassandra.yaml" \
-            >"$dir/node.log" 2>&1 &
-    else
-        "$NODE" --config "$dir/cassandra.yaml" >"$dir/node.log" 2>&1 &
-    fi
+    "$NODE" --config "$dir/cassandra.yaml" >"$dir/node.log" 2>&1 &
     NODE_PID=$!
     if ! wait_port "$IP" 9042 30; then
         echo "node did not open $IP:9042; log:"
@@ -117,13 +112,25 @@ stop_redis() {
     fi
 }
 
-# ilion-stress CMD N name [extra args...] -> prints op/s
+# ilion-stress CMD N name [extra args...] -> prints op/s. With PROFILE=1 the node is sampled
+# (perf record -g) during the run; the report goes to $OUT/perf-NAME.txt.
 ilion_run() {
-    local cmd=$1 n=$2 name=$3
+    local cmd=$1 n=$2 name=$3 perf_pid=""
     shift 3
+    if [ "${PROFILE:-0}" = 1 ]; then
+        perf record -g -p "$NODE_PID" -o "$OUT/perf-$name.data" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.3
+    fi
     "$STRESS" "$cmd" n="$n" cl=ONE -node "$IP" -col n=1 "size=FIXED(100)" \
         -log file="$OUT/$name.log" -graph file="$OUT/$name.html" title="$name" "$@" \
         >"$OUT/$name.out" 2>&1 || { echo "ilion-stress $name failed:" >&2; tail -5 "$OUT/$name.out" >&2; }
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        perf report -i "$OUT/perf-$name.data" --no-children --percent-limit 1 --stdio -g none \
+            >"$OUT/perf-$name.txt" 2>/dev/null || true
+    fi
     awk '/^Op rate/ {print $4}' "$OUT/$name.out"
 }
 
@@ -166,10 +173,6 @@ rr=$(redis_run get "$NP" redis-get-p16 -c 16 -P 16)
 record "read, 256 in flight (16 conns x 16)" "$r" "$rr"
 stop_node
 stop_redis
-if [ "${PROFILE:-0}" = 1 ] && [ -f "$OUT/perf-node.data" ]; then
-    perf report -i "$OUT/perf-node.data" --no-children --percent-limit 1 --stdio \
-        >"$OUT/perf-write.txt" 2>/dev/null || true
-fi
 
 start_node batch batch
 start_redis always
