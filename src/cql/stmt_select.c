@@ -166,9 +166,9 @@ static void process_partition(exec_req *r, sel *s, const st_partition *p, const 
             s->done = true;
             break;
         }
-        if (s->distinct) break;
         if (!s->selc.count && s->rows_in_page >= s->page_size) {
             s->page_full = true;
+            if (s->distinct || ppl_done >= s->ppl) break; /* the partition is finished */
             s->pos.pk = keep(r, p->pk, p->pklen);
             s->pos.pklen = p->pklen;
             s->pos.ck = keep(r, row->ck, row->cklen);
@@ -177,6 +177,7 @@ static void process_partition(exec_req *r, sel *s, const st_partition *p, const 
             s->pos.in_partition = true;
             return;
         }
+        if (s->distinct) break;
     }
     (void)any;
     s->pos.pk = keep(r, p->pk, p->pklen);
@@ -215,7 +216,7 @@ static void read_done(void *arg, const coord_error *e, const st_partition *p) {
         bool resuming = s->pos.in_partition;
         process_partition(r, s, p, resuming ? s->pos.ck : NULL, resuming ? s->pos.cklen : 0, resuming);
     }
-    if (!s->page_full && !s->scan) s->pos.index++;
+    if (!s->scan && !s->pos.in_partition) s->pos.index++;
     if (s->scan) s->phase = 1;
     s->completed = true;
     if (!s->in_issue) sel_continue(r);
@@ -516,6 +517,7 @@ void stmt_select(exec_req *r, cql_stmt *st) {
         buf_free(&b);
     }
     /* Clustering: = prefix, then one range, the rest filtered. */
+    bool ck_restricted = false;
     buf pre;
     buf_init(&pre);
     uint16_t c = 0;
@@ -539,8 +541,10 @@ void stmt_select(exec_req *r, cql_stmt *st) {
         has_e = schema_prefix_successor(pre.data, pre.len, &eb);
     }
     bool chain = c < t->nck && kv[t->npk + c].v != NULL;
+    ck_restricted = c > 0;
     if (c < t->nck && (lo[t->npk + c] || hi[t->npk + c])) {
         chain = false;
+        ck_restricted = true;
         const schema_column *col = &t->cols[t->npk + c];
         for (int side = 0; side < 2; side++) {
             const cql_relation *w = side == 0 ? lo[t->npk + c] : hi[t->npk + c];
@@ -626,6 +630,8 @@ void stmt_select(exec_req *r, cql_stmt *st) {
     buf_free(&pre);
     buf_free(&sb);
     buf_free(&eb);
+    /* Clustering restrictions on a scan read every partition. */
+    if (s->scan && ck_restricted) need_filtering = true;
     if (need_filtering && !q->allow_filtering) {
         exec_error(r, CQLE_INVALID, "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING");
         return;

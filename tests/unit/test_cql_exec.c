@@ -764,3 +764,72 @@ Test(exec, garbage_never_crashes, .timeout = 120) {
     cr_assert_eq(o->r.opcode, 0x08);
     rows_free(o);
 }
+
+Test(exec, binds_in_lists_named_distinct_filter_paging) {
+    schema_basic();
+    char q[128];
+    for (int k = 0; k < 12; k++)
+        for (int c = 0; c < 3; c++) {
+            snprintf(q, sizeof q, "INSERT INTO t (k, c, v) VALUES (%d, %d, '%s')", k, c, c == 1 ? "one" : "other");
+            ok(q);
+        }
+    /* IN ? with a bound list<int> */
+    uint8_t list[4 + 3 * 8];
+    be32_put(list, 3);
+    for (int i = 0; i < 3; i++) {
+        be32_put(list + 4 + 8 * i, 4);
+        be32_put(list + 8 + 8 * i, (uint32_t)(i * 2));
+    }
+    cql_value lv = {list, sizeof list, NULL, 0};
+    rows *o = query_p("SELECT k, c FROM t WHERE k IN ? AND c = 1", -1, NULL, 0, &lv, 1, 1);
+    cr_assert_eq(o->r.opcode, 0x08, "0x%x %s", o->err, o->msg);
+    cr_assert_eq(o->nrows, 3);
+    rows_free(o);
+    /* named values, in any order */
+    uint8_t kb[4], cb4[4];
+    be32_put(kb, 4);
+    be32_put(cb4, 2);
+    cql_value nv[2] = {{cb4, 4, "cc", 2}, {kb, 4, "kk", 2}};
+    o = query_p("SELECT v FROM t WHERE k = :kk AND c = :cc", -1, NULL, 0, nv, 2, 1);
+    cr_assert_eq(o->nrows, 1, "0x%x %s", o->err, o->msg);
+    cr_assert_eq(memcmp(o->cell[0][0], "other", 5), 0);
+    rows_free(o);
+    uint32_t pages;
+    cr_assert_eq(page_through("SELECT DISTINCT k FROM t", 5, &pages), 12);
+    cr_assert_eq(page_through("SELECT * FROM t WHERE v = 'one' ALLOW FILTERING", 5, &pages), 12);
+    cr_assert_eq(page_through("SELECT * FROM t WHERE c = 2 ALLOW FILTERING", 4, &pages), 12);
+    cr_assert_eq(page_through("SELECT * FROM t WHERE token(k) >= -9223372036854775808", 7, &pages), 36);
+    o = query("SELECT token(k) FROM t PER PARTITION LIMIT 1");
+    cr_assert_eq(o->nrows, 12);
+    int64_t mid = (int64_t)be64_get(o->cell[5][0]);
+    for (uint32_t i = 1; i < o->nrows; i++)
+        cr_assert_lt((int64_t)be64_get(o->cell[i - 1][0]), (int64_t)be64_get(o->cell[i][0]), "token order");
+    rows_free(o);
+    snprintf(q, sizeof q, "SELECT k FROM t WHERE token(k) > %lld PER PARTITION LIMIT 1", (long long)mid);
+    cr_assert_eq(page_through(q, 2, &pages), 6);
+    expect_err("SELECT * FROM t WHERE c = 2", 0x2200);
+    o = query("SELEC * FROM t");
+    cr_assert_eq(o->err, 0x2000);
+    cr_assert(strstr(o->msg, "line 1:"), "syntax errors carry a position: %s", o->msg);
+    rows_free(o);
+}
+
+Test(exec, prepared_use_changes_session) {
+    ok("CREATE KEYSPACE ks2 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("CREATE TABLE ks2.z (k int PRIMARY KEY)");
+    resp pr = prepare("USE ks2");
+    cr_assert_eq(pr.opcode, 0x08);
+    rd r;
+    rd_init(&r, pr.body, pr.len);
+    u32(&r);
+    u16(&r);
+    const uint8_t *id;
+    rd_bytes(&r, 16, &id);
+    uint8_t iid[16];
+    memcpy(iid, id, 16);
+    resp_free(&pr);
+    rows *o = execute(iid, NULL, 0);
+    cr_assert_eq(o->kind, 3);
+    rows_free(o);
+    ok("SELECT * FROM z");
+}
