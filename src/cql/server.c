@@ -142,6 +142,7 @@ static void conn_send_error(conn *c, int16_t stream, uint32_t code, const char *
 }
 
 static void read_start(conn *c);
+static void process_input(conn *c);
 
 static void write_cb(uv_write_t *w, int status) {
     conn *c = w->data;
@@ -162,8 +163,12 @@ static void write_cb(uv_write_t *w, int status) {
         return;
     }
     if (!c->reading && !c->close_after_flush && !c->srv->stopping &&
-        c->wbuf.len < WBUF_HIGH_WATER / 2)
-        read_start(c);
+        c->wbuf.len < WBUF_HIGH_WATER / 2) {
+        /* Frames that arrived before reading stopped are handled first. */
+        process_input(c);
+        if (!c->closing && !c->close_after_flush && c->wbuf.len + c->wfly.len <= WBUF_HIGH_WATER)
+            read_start(c);
+    }
 }
 
 static void conn_flush(conn *c) {
@@ -454,7 +459,8 @@ static void handle_frame(conn *c, const cqlf_header *h, const uint8_t *body) {
 static void process_input(conn *c) {
     cql_server *s = c->srv;
     size_t off = 0;
-    while (!c->closing && !c->close_after_flush && c->rlen - off >= CQLF_HEADER_LEN) {
+    while (!c->closing && !c->close_after_flush && c->rlen - off >= CQLF_HEADER_LEN &&
+           c->wbuf.len + c->wfly.len <= WBUF_HIGH_WATER) {
         cqlf_header h;
         cqlf_header_parse(c->rbuf + off, &h);
         if (h.version < CQLF_VERSION_MIN || h.version > CQLF_VERSION_MAX) {

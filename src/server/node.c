@@ -227,6 +227,9 @@ int node_run(const server_config *c, const char *config_dir) {
     signal(SIGPIPE, SIG_IGN);
     LOG_INFO("node", "starting Ilion node: cluster '%s', listen %s, rpc %s:%u",
              c->cluster_name, c->listen_address, c->rpc_address, c->native_transport_port);
+    if (c->admin_http_port)
+        LOG_WARN("node", "admin_http_port %u: the admin HTTP endpoint is not part of this build; "
+                 "not listening", c->admin_http_port);
     if (c->ndata_dirs > 1)
         LOG_WARN("node", "only the first of %u data_file_directories is used (%s)", c->ndata_dirs,
                  c->data_file_directories[0]);

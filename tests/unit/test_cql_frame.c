@@ -1018,3 +1018,26 @@ Test(server_stop, answers_in_flight_then_closes, .timeout = 30) {
     cr_assert_eq(uv_loop_close(&tsrv_loop), 0);
     cr_assert_eq(tsrv_sessions, 0);
 }
+
+/* A client that stops reading: the server stops taking its requests once 8 MiB of answers
+ * wait, and resumes when the client reads; nothing is lost or reordered per stream. */
+Test(server, slow_reader_backpressure) {
+    int fd = cl_connect();
+    cl_startup(fd, 4, NULL);
+    enum { N = 300 };   /* 300 answers of 100 kB: 30 MB, well over the 8 MiB high-water mark */
+    for (int s = 1; s <= N; s++) cl_query(fd, (int16_t)s, "BIG 100000", 0);
+    usleep(300 * 1000);
+    cql_server_stats st;
+    cql_server_stats_get(tsrv, &st);
+    cr_assert_lt(st.requests, N + 1, "the server stopped reading before taking every request");
+    for (int s = 1; s <= N; s++) {
+        cqlf_header h;
+        uint8_t *body;
+        size_t n;
+        cr_assert_eq(cl_recv(fd, &h, &body, &n), 0, "answer %d", s);
+        cr_assert_eq(h.stream, s);
+        cr_assert_eq(n, 100004);
+        free(body);
+    }
+    close(fd);
+}
