@@ -6,6 +6,7 @@
 #include "exec_int.h"
 #include "ilion/cluster/cluster.h"
 #include "ilion/cql/wire.h"
+#include "ilion/util/clock.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
 
@@ -23,6 +24,7 @@ int cql_executor_create(const cql_executor_options *o, cql_executor **out) {
     copy_str(x->listen_address, sizeof x->listen_address, o->listen_address ? o->listen_address : "127.0.0.1");
     copy_str(x->rpc_address, sizeof x->rpc_address, o->rpc_address ? o->rpc_address : x->listen_address);
     x->native_port = o->native_port ? o->native_port : 9042;
+    x->generation = clock_now_s();
     copy_str(x->data_center, sizeof x->data_center, o->data_center ? o->data_center : "datacenter1");
     copy_str(x->rack, sizeof x->rack, o->rack ? o->rack : "rack1");
     if (o->host_id) memcpy(x->host_id, o->host_id, 16);

@@ -51,6 +51,8 @@ struct cql_executor {
     int64_t *tokens;
     uint32_t ntokens;
     uint64_t requests;
+    int64_t schema_ts;           /* newest schema change timestamp (strictly increasing) */
+    int32_t generation;          /* start time, system.local gossip_generation */
 };
 
 struct cql_session {

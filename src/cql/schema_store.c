@@ -13,13 +13,11 @@
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
 
-static int64_t last_ts;
-
 /* Strictly increasing timestamps, so a DROP then CREATE in one microsecond still orders. */
-static int64_t next_ts(void) {
+static int64_t next_ts(cql_executor *x) {
     int64_t now = clock_now_us();
-    if (now <= last_ts) now = last_ts + 1;
-    last_ts = now;
+    if (now <= x->schema_ts) now = x->schema_ts + 1;
+    x->schema_ts = now;
     return now;
 }
 
@@ -40,7 +38,7 @@ static int load_partition(void *arg, const st_partition *p) {
                 r->cells[j].ts > r->del.ts && r->cells[j].ts > p->del.ts)
                 c = &r->cells[j];
         if (!c) continue;
-        if (c->ts > last_ts) last_ts = c->ts;
+        if (c->ts > lc->x->schema_ts) lc->x->schema_ts = c->ts;
         if (r->cklen == 0) {
             schema_keyspace *k;
             if (schema_keyspace_decode(c->value, c->len, &k)) {
@@ -86,7 +84,7 @@ static int store(cql_executor *x, const char *ks, const char *table, const buf *
     st_arena a;
     arena_init(&a);
     int rc = -12;
-    int64_t ts = next_ts();
+    int64_t ts = next_ts(x);
     int32_t now = clock_now_s();
     st_partition *p = st_partition_new(&a, EXEC_SCHEMA_TABLE_ID, ks, (uint32_t)strlen(ks));
     if (!p) goto out;

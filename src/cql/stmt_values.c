@@ -7,7 +7,8 @@
 #include "exec_int.h"
 #include "ilion/util/clock.h"
 
-static uint64_t rng_state;
+/* Per thread: one executor per event loop thread. */
+static _Thread_local uint64_t rng_state;
 
 static uint64_t rnd64(void) {
     if (!rng_state) rng_state = (uint64_t)clock_mono_ns() ^ ((uint64_t)clock_now_us() << 17) ^ 0x9E3779B97F4A7C15ULL;
@@ -19,7 +20,7 @@ static uint64_t rnd64(void) {
 
 /* Version 1 UUID; strictly increasing timestamps within the process. */
 static void make_timeuuid(uint8_t u[16]) {
-    static uint64_t last, node;
+    static _Thread_local uint64_t last, node;
     uint64_t t = (uint64_t)clock_now_us() * 10 + 0x01B21DD213814000ULL;
     if (t <= last) t = last + 1;
     last = t;

@@ -97,9 +97,7 @@ static void rows_local(vrows *v, cql_executor *x) {
     put_text(v, "cluster_name", x->cluster_name);
     put_text(v, "cql_version", "3.4.5");
     put_text(v, "data_center", x->data_center);
-    static int32_t generation;
-    if (!generation) generation = clock_now_s();
-    put_int(v, "gossip_generation", generation);
+    put_int(v, "gossip_generation", x->generation);
     put(v, "host_id", x->host_id, 16);
     put_inet(v, "listen_address", x->listen_address);
     put_int(v, "listen_port", 7000);
