@@ -1041,3 +1041,60 @@ Test(server, slow_reader_backpressure) {
     }
     close(fd);
 }
+
+/* Frames cut anywhere by TCP: a request trickling in one byte at a time, then two requests
+ * in one segment with the second cut inside its header. */
+Test(server, fragmented_frames) {
+    int fd = cl_connect();
+    cl_startup(fd, 4, NULL);
+    buf b;
+    buf_init(&b);
+    for (int s = 1; s <= 3; s++) {
+        buf q;
+        buf_init(&q);
+        cqlw_long_string(&q, "X", 1);
+        buf_u16(&q, 1);
+        buf_u8(&q, 0);
+        uint8_t h[9] = {4, 0, 0, 0, CQLF_OP_QUERY};
+        be16_put(h + 2, (uint16_t)s);
+        be32_put(h + 5, (uint32_t)q.len);
+        buf_put(&b, h, 9);
+        buf_put(&b, q.data, q.len);
+        buf_free(&q);
+    }
+    size_t one = b.len / 3;
+    for (size_t i = 0; i < one; i++) {
+        cr_assert_eq(write(fd, b.data + i, 1), 1);
+        usleep(1000);
+    }
+    cqlf_header h;
+    uint8_t *body;
+    size_t n;
+    cr_assert_eq(cl_recv(fd, &h, &body, &n), 0);
+    cr_assert_eq(h.stream, 1);
+    free(body);
+    size_t cut = one + one + 4;   /* inside the third frame's header */
+    cr_assert_eq(write(fd, b.data + one, cut - one), (ssize_t)(cut - one));
+    cr_assert_eq(cl_recv(fd, &h, &body, &n), 0);
+    cr_assert_eq(h.stream, 2);
+    free(body);
+    usleep(20 * 1000);
+    cr_assert_eq(write(fd, b.data + cut, b.len - cut), (ssize_t)(b.len - cut));
+    cr_assert_eq(cl_recv(fd, &h, &body, &n), 0);
+    cr_assert_eq(h.stream, 3);
+    free(body);
+    buf_free(&b);
+    /* REGISTER before STARTUP on a fresh connection. */
+    int fd2 = cl_connect();
+    static const char *const ev[] = {"SCHEMA_CHANGE"};
+    buf r;
+    buf_init(&r);
+    cqlw_string_list(&r, ev, 1);
+    cl_send(fd2, 4, 0, 1, CQLF_OP_REGISTER, r.data, r.len);
+    buf_free(&r);
+    cr_assert_eq(cl_recv(fd2, &h, &body, &n), 0);
+    cr_assert_eq(error_code(body, n), 0x000A);
+    free(body);
+    close(fd2);
+    close(fd);
+}
