@@ -46,7 +46,7 @@ void storage_options_default(storage_options *o) {
 void storage_table_options_default(storage_table_options *o) {
     memset(o, 0, sizeof *o);
     o->compression = STORAGE_COMPRESS_LZ4;
-    o->block_size = 16384;
+    o->block_size = 4096;
     o->bloom_fp_chance = 0.01;
     o->gc_grace_seconds = 864000;
     o->compaction_min_threshold = 4;

@@ -177,20 +177,32 @@ static mt_node *insert_node(memtable *m, mt_node **prev, int64_t token, const ui
     return n;
 }
 
+static inline bool same_pk(const mt_node *n, int64_t token, const uint8_t *pk, uint32_t pklen) {
+    return n && n->token == token && n->pklen == pklen && memcmp(n->pk, pk, pklen) == 0;
+}
+
 int memtable_apply(memtable *m, const st_partition *p) {
     mt_node *prev[MT_MAX_HEIGHT];
-    const uint8_t *pk = NULL; /* arena copy of the key, shared by the partition's new nodes */
+    const uint8_t *pk = NULL; /* arena copy of the key, shared by the partition's nodes */
     bool new_partition = false;
-    mt_node *first = find_ge(m, p->token, p->pk, p->pklen, KIND_HEADER, NULL, 0, NULL);
-    if (first && first->token == p->token && first->pklen == p->pklen &&
-        memcmp(first->pk, p->pk, p->pklen) == 0) {
+    /* One search finds both the insertion point of the first row and whether the partition
+     * exists already (its entries would be right before or at that point). */
+    mt_node *first;
+    if (p->nrows)
+        first = find_ge(m, p->token, p->pk, p->pklen, KIND_ROW, p->rows[0].ck, p->rows[0].cklen, prev);
+    else
+        first = find_ge(m, p->token, p->pk, p->pklen, KIND_HEADER, NULL, 0, prev);
+    if (same_pk(first, p->token, p->pk, p->pklen)) {
         pk = first->pk;
+    } else if (prev[0] != m->head && same_pk(prev[0], p->token, p->pk, p->pklen)) {
+        pk = prev[0]->pk;
     } else {
         pk = arena_dup(&m->arena, p->pk, p->pklen);
         if (!pk && p->pklen) return -ENOMEM;
         if (!pk) pk = (const uint8_t *)"";
         new_partition = true;
     }
+    bool have_prev = p->del.ts == ST_NO_TIMESTAMP;
     if (p->del.ts != ST_NO_TIMESTAMP) {
         note_ts(m, p->del.ts);
         mt_node *n = find_ge(m, p->token, pk, p->pklen, KIND_HEADER, NULL, 0, prev);
@@ -215,7 +227,8 @@ int memtable_apply(memtable *m, const st_partition *p) {
         note_ts(m, r->marker.ts);
         note_ts(m, r->del.ts);
         for (uint32_t j = 0; j < r->ncells; j++) note_ts(m, r->cells[j].ts);
-        mt_node *n = find_ge(m, p->token, pk, p->pklen, KIND_ROW, r->ck, r->cklen, prev);
+        mt_node *n = (i == 0 && have_prev) ? first
+                                           : find_ge(m, p->token, pk, p->pklen, KIND_ROW, r->ck, r->cklen, prev);
         if (n && node_cmp(n, p->token, pk, p->pklen, KIND_ROW, r->ck, r->cklen) == 0) {
             st_row *old = atomic_load_explicit(&n->data, memory_order_relaxed);
             st_row *cp = row_copy(&m->arena, r, n->ck);
