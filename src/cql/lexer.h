@@ -47,7 +47,7 @@ enum cql_lex_err {
     X(COUNTER, "counter", 0) X(CREATE, "create", 1) X(DEFAULT, "default", 0)   \
     X(DELETE, "delete", 1) X(DESC, "desc", 1) X(DESCRIBE, "describe", 1)       \
     X(DISTINCT, "distinct", 0) X(DROP, "drop", 1) X(ENTRIES, "entries", 1)     \
-    X(EXECUTE, "execute", 1) X(EXISTS, "exists", 0) X(FALSE, "false", 0)       \
+    X(EXECUTE, "execute", 1) X(EXISTS, "exists", 0) X(FALSE, "false", 1)       \
     X(FILTERING, "filtering", 0) X(FROM, "from", 1) X(FROZEN, "frozen", 0)     \
     X(FULL, "full", 1) X(GRANT, "grant", 1) X(IF, "if", 1) X(IN, "in", 1)      \
     X(INDEX, "index", 1) X(INFINITY, "infinity", 1) X(INSERT, "insert", 1)     \
@@ -61,7 +61,7 @@ enum cql_lex_err {
     X(REPLACE, "replace", 1) X(REVOKE, "revoke", 1) X(SCHEMA, "schema", 1)     \
     X(SELECT, "select", 1) X(SET, "set", 1) X(STATIC, "static", 0)             \
     X(STORAGE, "storage", 0) X(TABLE, "table", 1) X(TIMESTAMP, "timestamp", 0) \
-    X(TO, "to", 1) X(TOKEN, "token", 1) X(TRUE, "true", 0)                     \
+    X(TO, "to", 1) X(TOKEN, "token", 1) X(TRUE, "true", 1)                     \
     X(TRUNCATE, "truncate", 1) X(TTL, "ttl", 0) X(UNLOGGED, "unlogged", 1)     \
     X(UNSET, "unset", 1) X(UPDATE, "update", 1) X(USE, "use", 1)               \
     X(USING, "using", 1) X(VALUES, "values", 0) X(VIEW, "view", 1)             \

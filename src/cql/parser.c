@@ -553,7 +553,6 @@ static cql_term *parse_term(P *p, cql_str col, int role) {
         switch (t.kw) {
         case CQL_KW_TRUE:
         case CQL_KW_FALSE:
-            if (peek_is(p, 1, CQL_TK_LPAREN)) goto func;
             next(p);
             r = new_term(p, CQL_TERM_BOOL, t.pos);
             r->u.b = t.kw == CQL_KW_TRUE;
@@ -1157,14 +1156,58 @@ static void parse_batch(P *p, cql_stmt *st, vec *firsts) {
 
 /* ---- DDL --------------------------------------------------------------------------------- */
 
+/* ---- name checks: O(n log n), so a statement with 100k names stays cheap ----------------- */
+
+typedef struct named {
+    cql_str name;
+    uint32_t idx;
+} named;
+
+static int named_cmp(const void *a, const void *b) {
+    const named *x = a, *y = b;
+    uint32_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+    int c = n ? memcmp(x->name.s, y->name.s, n) : 0;
+    if (c) return c;
+    if (x->name.len != y->name.len) return x->name.len < y->name.len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The n names at base, base + stride, ... (each a cql_str at offset 0), sorted. */
+static named *sorted_names(P *p, const void *base, size_t stride, uint32_t n) {
+    named *v = zalloc(p, (size_t)(n ? n : 1) * sizeof *v);
+    for (uint32_t i = 0; i < n; i++) {
+        v[i].name = *(const cql_str *)((const char *)base + (size_t)i * stride);
+        v[i].idx = i;
+    }
+    if (n > 1) qsort(v, n, sizeof *v, named_cmp);
+    return v;
+}
+
+/* Index of the first name (in list order) equal to an earlier one, or -1. */
+static int64_t first_dup(P *p, const void *base, size_t stride, uint32_t n) {
+    named *v = sorted_names(p, base, stride, n);
+    int64_t best = -1;
+    for (uint32_t i = 1; i < n; i++)
+        if (str_eq(v[i - 1].name, v[i].name) && (best < 0 || v[i].idx < best)) best = v[i].idx;
+    return best;
+}
+
+/* Index of name s in a sorted_names array, or -1. */
+static int64_t find_name(const named *v, uint32_t n, cql_str s) {
+    uint32_t lo = 0, hi = n;
+    named key = {s, 0};
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (named_cmp(&v[mid], &key) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && str_eq(v[lo].name, s) ? (int64_t)v[lo].idx : -1;
+}
+
 static void property(P *p, vec *opts) {
     const cql_tok *t = peek(p, 0);
     uint32_t pos = t->pos;
     cql_str name = ident(p);
-    for (uint32_t i = 0; i < opts->n; i++) {
-        if (str_eq(((cql_option *)opts->v)[i].name, name))
-            fail(p, CQL_ERR_SYNTAX, pos, "Multiple definition for property '%s'", name.s);
-    }
     expect(p, CQL_TK_EQ);
     cql_option *o = VPUSH(p, opts, cql_option);
     o->name = name;
@@ -1174,10 +1217,19 @@ static void property(P *p, vec *opts) {
     p->no_binds = false;
 }
 
+static void check_properties(P *p, const vec *opts) {
+    int64_t d = first_dup(p, opts->v, sizeof(cql_option), opts->n);
+    if (d >= 0) {
+        const cql_option *o = &((const cql_option *)opts->v)[d];
+        fail(p, CQL_ERR_SYNTAX, o->pos, "Multiple definition for property '%s'", o->name.s);
+    }
+}
+
 static void properties(P *p, uint32_t *n, cql_option **out) {
     vec v = {0};
     do property(p, &v);
     while (accept_kw(p, CQL_KW_AND));
+    check_properties(p, &v);
     *n = v.n;
     *out = v.v;
 }
@@ -1185,14 +1237,8 @@ static void properties(P *p, uint32_t *n, cql_option **out) {
 static bool accept_keyspace(P *p) { return accept_kw(p, CQL_KW_KEYSPACE) || accept_kw(p, CQL_KW_SCHEMA); }
 static bool accept_table(P *p) { return accept_kw(p, CQL_KW_TABLE) || accept_kw(p, CQL_KW_COLUMNFAMILY); }
 
-static int col_index(const cql_create_table *t, cql_str name) {
-    for (uint32_t i = 0; i < t->ncols; i++)
-        if (str_eq(t->cols[i].name, name)) return (int)i;
-    return -1;
-}
-
 static void table_body(P *p, cql_create_table *t) {
-    vec cols = {0}, pk = {0}, ck = {0};
+    vec cols = {0}, cpos = {0}, pk = {0}, ck = {0};
     int npkdefs = 0;
     uint32_t pkpos = 0;
     expect(p, CQL_TK_LPAREN);
@@ -1217,12 +1263,9 @@ static void table_body(P *p, cql_create_table *t) {
             expect(p, CQL_TK_RPAREN);
             continue;
         }
-        uint32_t cpos = tp->pos;
+        *VPUSH(p, &cpos, uint32_t) = tp->pos;
         cql_column_def *c = VPUSH(p, &cols, cql_column_def);
         c->name = ident(p);
-        for (uint32_t i = 0; i + 1 < cols.n; i++)
-            if (str_eq(((cql_column_def *)cols.v)[i].name, c->name))
-                fail(p, CQL_ERR_INVALID, cpos, "Multiple definition of identifier %s", c->name.s);
         c->type = parse_type(p);
         if (accept_kw(p, CQL_KW_STATIC)) c->is_static = true;
         if (peek_kw(p, 0, CQL_KW_PRIMARY)) {
@@ -1243,18 +1286,22 @@ static void table_body(P *p, cql_create_table *t) {
     t->pk = pk.v;
     t->nck = ck.n;
     t->ck = ck.v;
-    for (uint32_t i = 0; i < pk.n + ck.n; i++) {
-        cql_str n = i < pk.n ? t->pk[i] : t->ck[i - pk.n];
-        int ci = col_index(t, n);
-        if (ci < 0) fail(p, CQL_ERR_INVALID, pkpos, "Unknown definition %s referenced in PRIMARY KEY", n.s);
+    int64_t d = first_dup(p, t->cols, sizeof(cql_column_def), t->ncols);
+    if (d >= 0)
+        fail(p, CQL_ERR_INVALID, ((uint32_t *)cpos.v)[d], "Multiple definition of identifier %s", t->cols[d].name.s);
+    uint32_t nkey = pk.n + ck.n;
+    cql_str *key = zalloc(p, (size_t)nkey * sizeof *key);
+    memcpy(key, pk.v, (size_t)pk.n * sizeof *key);
+    if (ck.n) memcpy(key + pk.n, ck.v, (size_t)ck.n * sizeof *key);
+    named *sorted = sorted_names(p, t->cols, sizeof(cql_column_def), t->ncols);
+    for (uint32_t i = 0; i < nkey; i++) {
+        int64_t ci = find_name(sorted, t->ncols, key[i]);
+        if (ci < 0) fail(p, CQL_ERR_INVALID, pkpos, "Unknown definition %s referenced in PRIMARY KEY", key[i].s);
         if (t->cols[ci].is_static)
-            fail(p, CQL_ERR_INVALID, pkpos, "Static column %s cannot be part of the PRIMARY KEY", n.s);
-        for (uint32_t j = 0; j < i; j++) {
-            cql_str m = j < pk.n ? t->pk[j] : t->ck[j - pk.n];
-            if (str_eq(m, n))
-                fail(p, CQL_ERR_INVALID, pkpos, "Duplicate definition for %s in PRIMARY KEY", n.s);
-        }
+            fail(p, CQL_ERR_INVALID, pkpos, "Static column %s cannot be part of the PRIMARY KEY", key[i].s);
     }
+    d = first_dup(p, key, sizeof *key, nkey);
+    if (d >= 0) fail(p, CQL_ERR_INVALID, pkpos, "Duplicate definition for %s in PRIMARY KEY", key[d].s);
 }
 
 static void table_options(P *p, cql_create_table *t) {
@@ -1294,6 +1341,7 @@ static void table_options(P *p, cql_create_table *t) {
             property(p, &opts);
         }
     } while (accept_kw(p, CQL_KW_AND));
+    check_properties(p, &opts);
     t->nopts = opts.n;
     t->opts = opts.v;
     t->norder = ord.n;

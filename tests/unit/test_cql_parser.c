@@ -665,3 +665,37 @@ Test(cql_parser, lexer_tokens) {
         cr_assert_eq(t.kind, kinds[i], "token %zu: kind %u", i, t.kind);
     }
 }
+
+/* Name checks in CREATE TABLE / WITH must not be quadratic: 100k columns and 100k options
+ * parse quickly (a quadratic check takes ~10^10 comparisons and hits the timeout). */
+Test(cql_parser, large_ddl_is_not_quadratic, .timeout = 20) {
+    size_t n = 100000, cap = n * 24 + 256, o;
+    char *q = malloc(cap);
+    o = (size_t)snprintf(q, cap, "CREATE TABLE t (");
+    for (size_t i = 0; i < n; i++) o += (size_t)snprintf(q + o, cap - o, "c%zu int, ", i);
+    o += (size_t)snprintf(q + o, cap - o, "PRIMARY KEY (c0, c1, c2))");
+    cql_stmt *st;
+    cql_parse_error e;
+    cr_assert_eq(cql_parse(q, o, &arena, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(st->u.create_table.ncols, n);
+    /* the same with a duplicate at the end */
+    o -= strlen("PRIMARY KEY (c0, c1, c2))");
+    o += (size_t)snprintf(q + o, cap - o, "c7 int, PRIMARY KEY (c0))");
+    cr_assert_eq(cql_parse(q, o, &arena, &st, &e), ILION_EINVALID);
+    cr_assert(strstr(e.msg, "c7"), "%s", e.msg);
+    o = (size_t)snprintf(q, cap, "CREATE KEYSPACE k WITH o0 = 1");
+    for (size_t i = 1; i < n; i++) o += (size_t)snprintf(q + o, cap - o, " AND o%zu = 1", i);
+    cr_assert_eq(cql_parse(q, o, &arena, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(st->u.keyspace.nopts, n);
+    o += (size_t)snprintf(q + o, cap - o, " AND o5 = 2");
+    cr_assert_eq(cql_parse(q, o, &arena, &st, &e), ILION_EINVALID);
+    cr_assert(strstr(e.msg, "'o5'"), "%s", e.msg);
+    free(q);
+}
+
+Test(cql_parser, booleans_are_reserved) {
+    bad("CREATE TABLE t (true int PRIMARY KEY)", CQL_ERR_SYNTAX);
+    cql_stmt *st = ok("SELECT true, \"true\" FROM t");
+    cr_assert_eq(st->u.select.sel[0].kind, CQL_SEL_TERM);
+    cr_assert_eq(st->u.select.sel[1].kind, CQL_SEL_COLUMN);
+}
