@@ -76,6 +76,7 @@ struct stress {
 
     /* bootstrap */
     cqlc_conn *boot;
+    bool boot_lz4;
     int phase;
     snode nodes[STRESS_MAX_NODES];
     int nnodes;
@@ -102,6 +103,7 @@ struct stress {
     uint64_t start_ns, last_tick_ns;
     int parked;
     hist iv_hist, total_hist;
+    hist write_hist, read_hist;   /* per operation type, whole run (mixed summary) */
     stress_series series;
     FILE *log;
     int shown_errors;
@@ -349,11 +351,13 @@ static void open_all(stress *st) {
 
 static void boot_done(stress *st) {
     /* The bootstrap connection has served its purpose; the run uses fresh ones. */
+    st->boot_lz4 = cqlc_conn_compressed(st->boot);
     cqlc_conn_close(st->boot, NULL, NULL);
     st->boot = NULL;
     if (st->nring) qsort(st->ring, st->nring, sizeof *st->ring, ring_cmp);
-    printf("Connected to %d node(s), %zu ring token(s)%s\n", st->nnodes, st->nring,
-           st->nring && st->o.token_aware ? ", token-aware routing" : ", round-robin routing");
+    printf("Connected to %d node(s), %zu ring token(s)%s%s\n", st->nnodes, st->nring,
+           st->nring && st->o.token_aware ? ", token-aware routing" : ", round-robin routing",
+           !st->o.lz4 ? "" : st->boot_lz4 ? ", lz4 frames" : ", lz4 not offered by the server");
     open_all(st);
 }
 
@@ -574,6 +578,7 @@ static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg)
     }
     if (ok) {
         hist_record(&st->iv_hist, now - w->start_ns);
+        hist_record(w->is_write ? &st->write_hist : &st->read_hist, now - w->start_ns);
         st->iv_ops++;
         if (w->is_write) st->writes++;
         else st->reads++;
@@ -755,6 +760,8 @@ static void start_run(stress *st) {
     stress_rng_seed(&st->oprng, o->seed ^ 0x0b5u);
     hist_init(&st->iv_hist);
     hist_init(&st->total_hist);
+    hist_init(&st->write_hist);
+    hist_init(&st->read_hist);
     st->started = true;
     stress_print_header(stdout);
     if (st->log) stress_print_header(st->log);
@@ -794,6 +801,16 @@ static void finish(stress *st) {
         stress_interval_fill(&total, &st->total_hist);
         stress_print_summary(stdout, &st->o, &total, st->writes, st->reads);
         if (st->log) stress_print_summary(st->log, &st->o, &total, st->writes, st->reads);
+        if (st->o.command == STRESS_MIXED) {
+            printf("Per operation:\n");
+            stress_print_op_line(stdout, "write", &st->write_hist, total.len_s);
+            stress_print_op_line(stdout, "read", &st->read_hist, total.len_s);
+            if (st->log) {
+                fprintf(st->log, "Per operation:\n");
+                stress_print_op_line(st->log, "write", &st->write_hist, total.len_s);
+                stress_print_op_line(st->log, "read", &st->read_hist, total.len_s);
+            }
+        }
         if (st->o.graph_file[0]) {
             int rc = stress_write_html(st->o.graph_file, &st->o, st->cmdline, &st->series, &total);
             if (rc < 0) fprintf(stderr, "ilion-stress: cannot write %s: %s\n", st->o.graph_file,

@@ -72,6 +72,15 @@ void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval
     fprintf(out, "Total operation time      : %10.1f s\n", t->len_s);
 }
 
+void stress_print_op_line(FILE *out, const char *op, const hist *h, double secs) {
+    fprintf(out, "  %-5s: %10llu ops, %8.0f op/s, mean %.3f, p50 %.3f, p95 %.3f, p99 %.3f, "
+                 "p99.9 %.3f, max %.3f ms\n",
+            op, (unsigned long long)h->count, secs > 0 ? (double)h->count / secs : 0,
+            hist_mean(h) / 1e6, (double)hist_percentile(h, 50) / 1e6,
+            (double)hist_percentile(h, 95) / 1e6, (double)hist_percentile(h, 99) / 1e6,
+            (double)hist_percentile(h, 99.9) / 1e6, h->count ? (double)h->max / 1e6 : 0);
+}
+
 /* ---- HTML ---- */
 
 static void html_escape(FILE *f, const char *s) {

@@ -36,6 +36,8 @@ void stress_print_interval(FILE *out, const stress_interval *iv);
 /* Summary block; `total` covers the whole run. */
 void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval *total,
                           uint64_t writes, uint64_t reads);
+/* One line of latency figures for one operation type (mixed runs), from h (ns values). */
+void stress_print_op_line(FILE *out, const char *op, const hist *h, double secs);
 /* Writes the HTML report; 0 or -errno. */
 int stress_write_html(const char *path, const stress_opts *o, const char *cmdline,
                       const stress_series *s, const stress_interval *total);
