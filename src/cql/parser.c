@@ -875,12 +875,12 @@ static void using_clause(P *p, cql_using *u, bool allow_ttl) {
 
 /* ---- SELECT ------------------------------------------------------------------------------ */
 
-static void parse_selector(P *p, cql_selector *s);
+static void parse_selector(P *p, cql_selector *s, bool top);
 
 static cql_selector *selector_args(P *p, cql_selector *s) {
     vec args = {0};
     if (!peek_is(p, 0, CQL_TK_RPAREN)) {
-        do parse_selector(p, *VPUSH(p, &args, cql_selector *) = ZNEW(p, cql_selector));
+        do parse_selector(p, *VPUSH(p, &args, cql_selector *) = ZNEW(p, cql_selector), false);
         while (accept(p, CQL_TK_COMMA));
     }
     expect(p, CQL_TK_RPAREN);
@@ -889,7 +889,7 @@ static cql_selector *selector_args(P *p, cql_selector *s) {
     return s;
 }
 
-static void parse_selector(P *p, cql_selector *s) {
+static void parse_selector(P *p, cql_selector *s, bool top) {
     enter(p);
     const cql_tok *tp = peek(p, 0);
     uint32_t start = tp->pos;
@@ -906,8 +906,8 @@ static void parse_selector(P *p, cql_selector *s) {
             s->kind = CQL_SEL_COUNT;
             if (!accept(p, CQL_TK_STAR)) {
                 cql_selector *a = ZNEW(p, cql_selector);
-                parse_selector(p, a);
-                if (a->kind == CQL_SEL_COLUMN && a->alias.s == NULL) {
+                parse_selector(p, a, false);
+                if (a->kind == CQL_SEL_COLUMN) {
                     s->column = a->column;
                 } else if (!(a->kind == CQL_SEL_TERM && a->term->kind == CQL_TERM_INTEGER)) {
                     s->kind = CQL_SEL_FUNC;
@@ -930,7 +930,7 @@ static void parse_selector(P *p, cql_selector *s) {
         s->term = parse_term(p, (cql_str){0}, CQL_BIND_OTHER);
     }
     s->text = mkstr(p, p->q + start, p->prev_end - start);
-    if (accept_kw(p, CQL_KW_AS)) s->alias = ident(p);
+    if (top && accept_kw(p, CQL_KW_AS)) s->alias = ident(p);
     leave(p);
 }
 
@@ -954,7 +954,7 @@ static void parse_select(P *p, cql_stmt *st) {
         s->star = true;
     } else {
         vec v = {0};
-        do parse_selector(p, VPUSH(p, &v, cql_selector));
+        do parse_selector(p, VPUSH(p, &v, cql_selector), true);
         while (accept(p, CQL_TK_COMMA));
         s->nsel = v.n;
         s->sel = v.v;

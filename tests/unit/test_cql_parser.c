@@ -534,6 +534,7 @@ Test(cql_parser, many_syntax_errors) {
         "SELECT * FROM \"\"", "SELECT * FROM \"unterminated", "SELECT * FROM t WHERE k = $$abc", "SELECT * FROM t WHERE k = 0x",
         "SELECT * FROM t WHERE k = 1.", "SELECT ttl(1) FROM t", "SELECT * FROM t WHERE k = token(", "SELECT @ FROM t",
         "\xff\xfe", "SELECT * FROM t WHERE k = 'a' 'b'", "SELECT * FROM t;;",
+        "SELECT f(a AS b) FROM t", "SELECT a AS FROM t", "SELECT * AS x FROM t",
     };
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         cql_stmt *st = NULL;
