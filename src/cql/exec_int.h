@@ -33,6 +33,7 @@
 #define EXEC_FIRST_USER_TABLE_ID 0x100u
 
 typedef struct prepared_cache prepared_cache;
+struct cql_schema_sync;
 
 struct cql_executor {
     uv_loop_t *loop;
@@ -53,6 +54,7 @@ struct cql_executor {
     uint64_t requests;
     int64_t schema_ts;           /* newest schema change timestamp (strictly increasing) */
     int32_t generation;          /* start time, system.local gossip_generation */
+    struct cql_schema_sync *sync; /* schema propagation (schema_sync.c); NULL on one node */
 };
 
 struct cql_session {
@@ -129,10 +131,23 @@ int schema_store_save_keyspace(cql_executor *x, const schema_keyspace *k);
 int schema_store_drop_keyspace(cql_executor *x, const char *ks);
 int schema_store_save_table(cql_executor *x, const schema_table *t);
 int schema_store_drop_table(cql_executor *x, const char *ks, const char *table);
+/* Rebuilds the catalog in place from the schema table, e.g. after rows from another node were
+ * applied to it (schema propagation): keyspaces and tables that appeared are added and their
+ * storage opened, those gone are removed and their storage dropped, changed ones replaced.
+ * cb (may be NULL) hears each change ("CREATED"/"UPDATED"/"DROPPED", "KEYSPACE"/"TABLE",
+ * ks, table or NULL). Unchanged definitions keep their addresses. Recomputes the version. */
+typedef void (*schema_change_cb)(void *arg, const char *change, const char *target,
+                                 const char *ks, const char *table);
+int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg);
+/* Appends a SCHEMA_CHANGE EVENT body (event type string first) to out. */
+void exec_schema_event_body(buf *out, const char *change, const char *target, const char *ks,
+                            const char *table);
 /* Adds the virtual system and system_schema keyspaces to the catalog. */
 int schema_system_define(schema_catalog *c);
 /* Refreshes the schema version after a change (and tells the cluster). */
 void exec_schema_changed(cql_executor *x);
+/* Pushes a local schema change to the live peers (schema_sync.c); no-op while merging. */
+void schema_sync_local_change(struct cql_schema_sync *s);
 void exec_table_storage_options(const schema_table *t, storage_table_options *o);
 
 /* --- statements ----------------------------------------------------------------------- */

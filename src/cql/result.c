@@ -136,6 +136,12 @@ static void schema_change_body(buf *b, const char *change, const char *target, c
     if (table) cqlw_string(b, table);
 }
 
+void exec_schema_event_body(buf *out, const char *change, const char *target, const char *ks,
+                            const char *table) {
+    cqlw_string(out, "SCHEMA_CHANGE");
+    schema_change_body(out, change, target, ks, table);
+}
+
 void exec_reply_schema_change(exec_req *r, const char *change, const char *target,
                               const char *ks, const char *table) {
     buf b, ev;

@@ -23,6 +23,8 @@ static int64_t next_ts(cql_executor *x) {
 
 typedef struct load_ctx {
     cql_executor *x;
+    schema_catalog *cat;     /* where definitions go */
+    bool create_storage;     /* open each table's storage as it is loaded */
     int err;
 } load_ctx;
 
@@ -46,7 +48,7 @@ static int load_partition(void *arg, const st_partition *p) {
                           (int)p->pklen, (const char *)p->pk);
                 continue;
             }
-            if (schema_keyspace_add(lc->x->cat, k)) schema_keyspace_free(k);
+            if (schema_keyspace_add(lc->cat, k)) schema_keyspace_free(k);
         } else {
             schema_table *t;
             if (schema_table_decode(c->value, c->len, &t)) {
@@ -54,11 +56,12 @@ static int load_partition(void *arg, const st_partition *p) {
                           (int)r->cklen, (const char *)r->ck, (int)p->pklen, (const char *)p->pk);
                 continue;
             }
-            if (schema_table_add(lc->x->cat, t)) {
+            if (schema_table_add(lc->cat, t)) {
                 LOG_ERROR("schema", "table %s.%s without keyspace; skipped", t->ks, t->name);
                 schema_table_free(t);
                 continue;
             }
+            if (!lc->create_storage) continue;
             storage_table_options so;
             exec_table_storage_options(t, &so);
             int rc = storage_table_create(lc->x->engine, t->id, &so);
@@ -73,7 +76,7 @@ int schema_store_load(cql_executor *x) {
     storage_table_options_default(&so);
     int rc = storage_table_create(x->engine, EXEC_SCHEMA_TABLE_ID, &so);
     if (rc) return rc;
-    load_ctx lc = {x, 0};
+    load_ctx lc = {x, x->cat, true, 0};
     rc = storage_scan(x->engine, EXEC_SCHEMA_TABLE_ID, INT64_MIN, NULL, 0, INT64_MAX, 0,
                       clock_now_s(), load_partition, &lc);
     return rc < 0 ? rc : lc.err;
@@ -150,4 +153,101 @@ void exec_table_storage_options(const schema_table *t, storage_table_options *o)
     o->gc_grace_seconds = t->params.gc_grace_seconds;
     o->compaction_min_threshold = t->params.min_threshold;
     o->compaction_max_threshold = t->params.max_threshold;
+}
+
+static bool same_table(const schema_table *a, const schema_table *b) {
+    buf x, y;
+    buf_init(&x);
+    buf_init(&y);
+    schema_table_encode(a, &x);
+    schema_table_encode(b, &y);
+    bool same = x.len == y.len && !x.oom && !y.oom && memcmp(x.data, y.data, x.len) == 0;
+    buf_free(&x);
+    buf_free(&y);
+    return same;
+}
+
+static void open_storage(cql_executor *x, const schema_table *t) {
+    storage_table_options so;
+    exec_table_storage_options(t, &so);
+    int rc = storage_table_create(x->engine, t->id, &so);
+    if (rc) LOG_ERROR("schema", "opening storage of %s.%s: %s", t->ks, t->name, ilion_strerror(rc));
+}
+
+int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
+    schema_catalog *nc = schema_catalog_new();
+    if (!nc) return -12;
+    load_ctx lc = {x, nc, false, 0};
+    int rc = storage_scan(x->engine, EXEC_SCHEMA_TABLE_ID, INT64_MIN, NULL, 0, INT64_MAX, 0,
+                          clock_now_s(), load_partition, &lc);
+    if (rc < 0 || lc.err) {
+        schema_catalog_free(nc);
+        return rc < 0 ? rc : lc.err;
+    }
+    schema_catalog *cat = x->cat;
+    /* Keyspaces that are gone. Names are copied: removal frees them. */
+    for (size_t i = cat->nks; i-- > 0;) {
+        schema_keyspace *k = cat->ks[i];
+        if (k->is_system || schema_keyspace_get(nc, k->name)) continue;
+        char name[SCHEMA_NAME_MAX];
+        snprintf(name, sizeof name, "%s", k->name);
+        for (size_t j = 0; j < k->ntables; j++) storage_table_drop(x->engine, k->tables[j]->id);
+        schema_keyspace_remove(cat, name);
+        if (cb) cb(arg, "DROPPED", "KEYSPACE", name, NULL);
+    }
+    for (size_t i = 0; i < nc->nks; i++) {
+        schema_keyspace *nk = nc->ks[i];
+        schema_keyspace *ok = schema_keyspace_get(cat, nk->name);
+        if (ok && ok->is_system) continue; /* a user keyspace cannot shadow a system one */
+        if (!ok) {
+            nc->ks[i] = NULL; /* moved */
+            if (schema_keyspace_add(cat, nk)) {
+                schema_keyspace_free(nk);
+                continue;
+            }
+            if (cb) cb(arg, "CREATED", "KEYSPACE", nk->name, NULL);
+            for (size_t j = 0; j < nk->ntables; j++) {
+                open_storage(x, nk->tables[j]);
+                if (cb) cb(arg, "CREATED", "TABLE", nk->name, nk->tables[j]->name);
+            }
+            continue;
+        }
+        if (ok->durable_writes != nk->durable_writes || memcmp(&ok->repl, &nk->repl, sizeof ok->repl) != 0) {
+            ok->durable_writes = nk->durable_writes;
+            ok->repl = nk->repl;
+            if (cb) cb(arg, "UPDATED", "KEYSPACE", ok->name, NULL);
+        }
+        for (size_t j = ok->ntables; j-- > 0;) {
+            schema_table *t = ok->tables[j];
+            bool found = false;
+            for (size_t m = 0; m < nk->ntables && !found; m++) found = strcmp(nk->tables[m]->name, t->name) == 0;
+            if (found) continue;
+            char tn[SCHEMA_NAME_MAX];
+            snprintf(tn, sizeof tn, "%s", t->name);
+            storage_table_drop(x->engine, t->id);
+            schema_table_remove(cat, ok->name, tn);
+            if (cb) cb(arg, "DROPPED", "TABLE", ok->name, tn);
+        }
+        for (size_t m = 0; m < nk->ntables; m++) {
+            schema_table *t = nk->tables[m];
+            schema_table *old = schema_table_get(cat, ok->name, t->name);
+            if (old && same_table(old, t)) continue;
+            nk->tables[m] = NULL; /* moved */
+            const char *change = "CREATED";
+            if (old) {
+                change = "UPDATED";
+                if (old->id != t->id) storage_table_drop(x->engine, old->id);
+                schema_table_remove(cat, ok->name, t->name);
+            }
+            if (schema_table_add(cat, t)) {
+                schema_table_free(t);
+                continue;
+            }
+            open_storage(x, t);
+            if (cb) cb(arg, change, "TABLE", ok->name, t->name);
+        }
+    }
+    schema_catalog_free(nc);
+    exec_schema_changed(x);
+    return 0;
 }
