@@ -343,7 +343,7 @@ static int table_load(table *t, uint64_t start_pos) {
     for (uint32_t i = 0; i < nopen; i++)
         if (sstable_stats(ssts[i])->commitlog_pos > t->floor) t->floor = sstable_stats(ssts[i])->commitlog_pos;
     view *v = view_new(1, nopen);
-    memtable *m = memtable_new(t->id, start_pos > t->floor ? start_pos : t->floor);
+    memtable *m = memtable_new_sized(t->id, start_pos > t->floor ? start_pos : t->floor, e->opt.memtable_space / 2);
     if (!v || !m) {
         free(v);
         memtable_unref(m);
@@ -390,7 +390,7 @@ static int table_freeze(table *t) {
     LOG_DEBUG(MOD, "freezing memtable of table %016llx: %zu bytes (active %zu, flushing %zu)",
               (unsigned long long)t->id, memtable_bytes(old), atomic_load(&e->active_bytes),
               atomic_load(&e->frozen_bytes));
-    memtable *m = memtable_new(t->id, pos);
+    memtable *m = memtable_new_sized(t->id, pos, e->opt.memtable_space / 2);
     flush_job *job = calloc(1, sizeof *job);
     if (!m || !job) {
         memtable_unref(m);
@@ -1126,7 +1126,7 @@ static int table_clear(table *t, bool persist) {
     storage_engine *e = t->e;
     pthread_mutex_lock(&t->wlock);
     uint64_t pos = commitlog_position(e->cl);
-    memtable *m = memtable_new(t->id, pos);
+    memtable *m = memtable_new_sized(t->id, pos, e->opt.memtable_space / 2);
     view *v = view_new(1, 0);
     if (!m || !v) {
         memtable_unref(m);

@@ -37,17 +37,47 @@ struct memtable {
     _Atomic uint64_t partitions;
     _Atomic uint64_t entries;
     _Atomic int64_t min_ts;
+    /* Partition-key filter over tokens (one 64-bit word per key, 3 bits): point reads of keys
+     * this memtable does not hold skip the skiplist search, which costs a cache miss per level. */
+    _Atomic uint64_t *filter;
+    unsigned filter_shift;
 };
 
+static inline _Atomic uint64_t *filter_word(const memtable *m, int64_t token) {
+    return &m->filter[((uint64_t)token * 0x9E3779B97F4A7C15ULL) >> m->filter_shift];
+}
+static inline uint64_t filter_bits(int64_t token) {
+    uint64_t t = (uint64_t)token;
+    return (1ULL << (t & 63)) | (1ULL << ((t >> 6) & 63)) | (1ULL << ((t >> 12) & 63));
+}
+
 memtable *memtable_new(uint64_t table_id, uint64_t start_pos) {
+    return memtable_new_sized(table_id, start_pos, 0);
+}
+
+memtable *memtable_new_sized(uint64_t table_id, uint64_t start_pos, size_t expected_bytes) {
     memtable *m = calloc(1, sizeof *m);
     if (!m) return NULL;
+    /* About 8 bits per expected partition of ~128 bytes, 1 KiB .. 4 MiB. */
+    size_t words = 128;
+    unsigned lg = 7;
+    while (words < expected_bytes / 1024 && words < (4u << 20) / 8) {
+        words <<= 1;
+        lg++;
+    }
+    m->filter = calloc(words, sizeof *m->filter);
+    if (!m->filter) {
+        free(m);
+        return NULL;
+    }
+    m->filter_shift = 64 - lg;
     atomic_init(&m->refs, 1);
     m->table_id = table_id;
     m->start_pos = start_pos;
     arena_init(&m->arena);
     m->head = arena_alloc(&m->arena, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(mt_node *));
     if (!m->head) {
+        free((void *)m->filter);
         free(m);
         return NULL;
     }
@@ -67,6 +97,7 @@ void memtable_unref(memtable *m) {
     if (!m) return;
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
         arena_free(&m->arena);
+        free((void *)m->filter);
         free(m);
     }
 }
@@ -203,6 +234,7 @@ int memtable_apply(memtable *m, const st_partition *p) {
         new_partition = true;
     }
     bool have_prev = p->del.ts == ST_NO_TIMESTAMP;
+    if (new_partition) atomic_fetch_or_explicit(filter_word(m, p->token), filter_bits(p->token), memory_order_relaxed);
     if (p->del.ts != ST_NO_TIMESTAMP) {
         note_ts(m, p->del.ts);
         mt_node *n = find_ge(m, p->token, pk, p->pklen, KIND_HEADER, NULL, 0, prev);
@@ -289,6 +321,8 @@ static int collect(mt_node *n, const storage_slice *slice, uint64_t table_id, st
 int memtable_get(memtable *m, int64_t token, const uint8_t *pk, uint32_t pklen,
                  const storage_slice *slice, st_arena *a, st_partition **out) {
     *out = NULL;
+    uint64_t want = filter_bits(token);
+    if ((atomic_load_explicit(filter_word(m, token), memory_order_relaxed) & want) != want) return 0;
     mt_node *n = find_ge(m, token, pk, pklen, KIND_HEADER, NULL, 0, NULL);
     if (!n || st_key_compare(n->token, n->pk, n->pklen, token, pk, pklen) != 0) return 0;
     mt_node *after;

@@ -24,6 +24,8 @@ typedef struct memtable memtable;
 /* A new empty memtable; start_pos is the commit log position before its first record.
  * NULL on OOM. The caller holds the one reference. */
 memtable *memtable_new(uint64_t table_id, uint64_t start_pos);
+/* The same, with the key filter sized for about expected_bytes of data. */
+memtable *memtable_new_sized(uint64_t table_id, uint64_t start_pos, size_t expected_bytes);
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);
 
