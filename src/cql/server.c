@@ -41,7 +41,10 @@ struct cql_server {
 };
 
 struct conn {
-    uv_tcp_t tcp;
+    union {
+        uv_tcp_t tcp;             /* accepted clients */
+        uv_pipe_t pipe;           /* cql_server_adopt_fd (tests, fuzzing) */
+    } h;
     cql_server *srv;
     conn *next, *prev;            /* srv->conns */
     conn *dnext, *dprev;          /* srv->dirty */
@@ -182,7 +185,7 @@ static void conn_flush(conn *c) {
     c->wbuf = t;
     uv_buf_t b = uv_buf_init((char *)c->wfly.data, (unsigned)c->wfly.len);
     c->wreq.data = c;
-    int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    int r = uv_write(&c->wreq, (uv_stream_t *)&c->h, &b, 1, write_cb);
     if (r < 0) {
         LOG_DEBUG("server", "write failed: %s", uv_strerror(r));
         conn_close(c);
@@ -217,7 +220,7 @@ static void conn_close(conn *c) {
     if (c->closing) return;
     c->closing = true;
     unmark_dirty(c);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->h, on_conn_closed);
 }
 
 /* ---- requests ---- */
@@ -490,7 +493,7 @@ static void process_input(conn *c) {
         off += CQLF_HEADER_LEN + h.length;
     }
     if (c->close_after_flush) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop((uv_stream_t *)&c->h);
         c->reading = false;
         c->rlen = 0;
         mark_dirty(c);
@@ -508,7 +511,7 @@ static void process_input(conn *c) {
         }
     }
     if (c->wbuf.len + c->wfly.len > WBUF_HIGH_WATER && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop((uv_stream_t *)&c->h);
         c->reading = false;
     }
 }
@@ -553,7 +556,34 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 
 static void read_start(conn *c) {
     if (c->reading || c->closing) return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0) c->reading = true;
+    if (uv_read_start((uv_stream_t *)&c->h, alloc_cb, read_cb) == 0) c->reading = true;
+}
+
+/* A new connection object, linked into the server; its handle is initialized by the caller. */
+static conn *conn_new(cql_server *s) {
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->srv = s;
+    buf_init(&c->wbuf);
+    buf_init(&c->wfly);
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->st.connections_open++;
+    return c;
+}
+
+/* Session, then reading: the connection is served from here on. */
+static void conn_begin(conn *c) {
+    cql_server *s = c->srv;
+    s->st.connections_accepted++;
+    c->session = s->h.session_new ? s->h.session_new(s->h.ctx) : NULL;
+    if (s->h.session_new && !c->session) {
+        LOG_ERROR("server", "cannot create a session for a new connection");
+        conn_close(c);
+        return;
+    }
+    read_start(c);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
@@ -562,30 +592,32 @@ static void on_connection(uv_stream_t *ls, int status) {
         LOG_WARN("server", "accept failed: %s", uv_strerror(status));
         return;
     }
-    conn *c = calloc(1, sizeof *c);
+    conn *c = conn_new(s);
     if (!c) return;
-    c->srv = s;
-    buf_init(&c->wbuf);
-    buf_init(&c->wfly);
-    uv_tcp_init(s->loop, &c->tcp);
-    c->tcp.data = c;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
-    s->st.connections_open++;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    uv_tcp_init(s->loop, &c->h.tcp);
+    c->h.tcp.data = c;
+    if (uv_accept(ls, (uv_stream_t *)&c->h) < 0) {
         conn_close(c);
         return;
     }
-    s->st.connections_accepted++;
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->session = s->h.session_new ? s->h.session_new(s->h.ctx) : NULL;
-    if (s->h.session_new && !c->session) {
-        LOG_ERROR("server", "cannot create a session for a new connection");
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    conn_begin(c);
+}
+
+int cql_server_adopt_fd(cql_server *s, int fd) {
+    if (s->stopping) return ILION_ECLOSED;
+    conn *c = conn_new(s);
+    if (!c) return -ENOMEM;
+    uv_pipe_init(s->loop, &c->h.pipe, 0);
+    c->h.pipe.data = c;
+    int r = uv_pipe_open(&c->h.pipe, fd);
+    if (r < 0) {
+        /* The handle is initialized: it is closed like any other; fd stays the caller's. */
         conn_close(c);
-        return;
+        return r;
     }
-    read_start(c);
+    conn_begin(c);
+    return 0;
 }
 
 /* ---- server ---- */
@@ -714,7 +746,7 @@ void cql_server_stop(cql_server *s, uint32_t drain_ms, cql_server_stopped_cb cb,
     s->stop_arg = arg;
     uv_close((uv_handle_t *)&s->listener, on_handle_closed);
     for (conn *c = s->conns; c; c = c->next) {
-        if (c->reading && !c->closing) uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->reading && !c->closing) uv_read_stop((uv_stream_t *)&c->h);
         c->reading = false;
     }
     if (s->st.in_flight) {

@@ -494,7 +494,14 @@ static void tsrv_stopped(void *arg) {
     uv_close((uv_handle_t *)&tsrv_async, NULL);
 }
 
+static volatile int tsrv_adopt_fd = -1;
+static volatile int tsrv_adopt_rc = 1;
+
 static void tsrv_async_cb(uv_async_t *a) {
+    if (tsrv_adopt_fd >= 0) {
+        tsrv_adopt_rc = cql_server_adopt_fd(tsrv, tsrv_adopt_fd);
+        tsrv_adopt_fd = -1;
+    }
     if (tsrv_stop_requested) cql_server_stop(tsrv, 2000, tsrv_stopped, NULL);
 }
 
@@ -1097,4 +1104,26 @@ Test(server, fragmented_frames) {
     free(body);
     close(fd2);
     close(fd);
+}
+
+/* A connection the server adopts from a socketpair behaves like an accepted one. */
+Test(server, adopted_socketpair) {
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    tsrv_adopt_fd = sv[0];
+    uv_async_send(&tsrv_async);
+    cl_startup(sv[1], 4, "lz4");
+    cl_query(sv[1], 7, "BIG 5000", CQLF_FLAG_COMPRESSED);
+    cqlf_header h;
+    uint8_t *body;
+    size_t n;
+    cr_assert_eq(cl_recv(sv[1], &h, &body, &n), 0);
+    cr_assert_eq(tsrv_adopt_rc, 0);
+    cr_assert_eq(h.stream, 7);
+    cr_assert(h.flags & CQLF_FLAG_COMPRESSED);
+    cr_assert_eq(n, 5004);
+    free(body);
+    close(sv[1]);
 }

@@ -58,6 +58,10 @@ typedef struct cql_server_stats {
 
 /* Binds and listens. *out owned by the caller: cql_server_stop, then cql_server_free. */
 int cql_server_start(const cql_server_options *o, cql_server **out);
+/* Serves an already-connected stream socket (one end of a socketpair: unit tests and the
+ * fuzzer drive the connection code without TCP). The server owns fd from here on when this
+ * returns 0. */
+int cql_server_adopt_fd(cql_server *s, int fd);
 /* The port actually bound. */
 int cql_server_port(const cql_server *s);
 void cql_server_stats_get(const cql_server *s, cql_server_stats *st);
