@@ -280,6 +280,7 @@ static void dispatch(conn *c, req *r, const uint8_t *body, size_t len) {
         if (rc == 0) {
             rc = s->h.query(s->h.ctx, c->session, q.query, q.len, &q.params, req_done, r);
             if (rc < 0) goto handler_failed;
+            return;   /* req_done owns r now (it may have run already) */
         }
         break;
     }
@@ -289,6 +290,7 @@ static void dispatch(conn *c, req *r, const uint8_t *body, size_t len) {
         if (rc == 0) {
             rc = s->h.prepare(s->h.ctx, c->session, p.query, p.len, req_done, r);
             if (rc < 0) goto handler_failed;
+            return;   /* req_done owns r now (it may have run already) */
         }
         break;
     }
@@ -298,6 +300,7 @@ static void dispatch(conn *c, req *r, const uint8_t *body, size_t len) {
         if (rc == 0) {
             rc = s->h.execute(s->h.ctx, c->session, e.id, e.idlen, &e.params, req_done, r);
             if (rc < 0) goto handler_failed;
+            return;   /* req_done owns r now (it may have run already) */
         }
         break;
     }
@@ -307,6 +310,7 @@ static void dispatch(conn *c, req *r, const uint8_t *body, size_t len) {
         if (rc == 0) {
             rc = s->h.batch(s->h.ctx, c->session, &b, req_done, r);
             if (rc < 0) goto handler_failed;
+            return;   /* req_done owns r now (it may have run already) */
         }
         break;
     }
@@ -314,7 +318,6 @@ static void dispatch(conn *c, req *r, const uint8_t *body, size_t len) {
         rc = -1;
         err = "Unexpected opcode";
     }
-    if (rc == 0) return;
     /* Decoding failed: the handler was not called. */
     conn_send_error(c, r->stream, rc == -2 ? CQLF_ERR_INVALID : CQLF_ERR_PROTOCOL, err);
     goto finish;
@@ -327,6 +330,7 @@ finish:
     req_free(r);
     c->inflight--;
     s->st.in_flight--;
+    if (s->stopping) srv_maybe_stopped(s);
 }
 
 /* Handles one complete frame. body points into the read buffer (valid only during the call). */
