@@ -357,7 +357,7 @@ static void fake_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     for (;;) {
     int nans = 0;
     size_t round_start = off;
-    while (f->in.len - off >= 9 && nans < 512) {
+    while (f->in.len - off >= 9 && nans < 510) {
         uint32_t len = be32_get(f->in.data + off + 5);
         if (f->in.len - off - 9 < len) break;
         uint8_t flags = f->in.data[off + 1];
@@ -381,10 +381,26 @@ static void fake_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
         } else if (op == CQLC_OP_STARTUP) {
             f->lz4 = memmem(plain.data, plain.len, "lz4", 3) != NULL;
             fake_answer(f, &answers[nans++], stream, CQLC_OP_READY, &resp);
+        } else if (op == CQLC_OP_REGISTER) {
+            fake_answer(f, &answers[nans++], stream, CQLC_OP_READY, &resp);
         } else if (op == CQLC_OP_QUERY) {
             uint32_t qlen = be32_get(plain.data);
             const char *q = (const char *)plain.data + 4;
             f->queries++;
+            if (qlen >= 5 && !memcmp(q, "event", 5)) {
+                /* A pushed event on stream -1; answers leave newest first, so it follows the
+                 * answer to this query. */
+                buf ev;
+                buf_init(&ev);
+                put_str(&ev, "SCHEMA_CHANGE");
+                put_str(&ev, "CREATED");
+                put_str(&ev, "KEYSPACE");
+                put_str(&ev, "ks1");
+                buf_init(&answers[nans]);
+                fake_answer(f, &answers[nans++], -1, CQLC_OP_EVENT, &ev);
+                buf_free(&ev);
+                buf_init(&answers[nans]);
+            }
             if (qlen >= 3 && !memcmp(q, "bye", 3)) bye = true;
             if (qlen >= 6 && !memcmp(q, "silent", 6)) {
                 buf_free(&answers[nans]);
@@ -569,6 +585,56 @@ Test(cqlc_conn, timeout_then_connection_loss) {
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_expect_eq(ts.closes, 1);
     cr_expect_eq(uv_loop_close(&loop), 0);
+}
+
+static int events, registered;
+static char event_type[64];
+static size_t event_len;
+
+static void t_event(cqlc_conn *c, const char *type, const uint8_t *body, size_t len, void *arg) {
+    snprintf(event_type, sizeof event_type, "%s", type);
+    event_len = len;
+    events++;
+}
+
+static void t_registered(cqlc_conn *c, int status, const cqlc_result *res, void *arg) {
+    cr_assert_eq(status, 0);
+    cr_assert_eq(res->kind, CQLC_KIND_READY);
+    registered++;
+}
+
+Test(cqlc_conn, register_and_events) {
+    for (int lz = 0; lz < 2; lz++) {
+        memset(&ts, 0, sizeof ts);
+        events = registered = 0;
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        fake f;
+        int port = fake_start(&loop, &f);
+        cqlc_conn *c;
+        cqlc_conn_opts o = {.host = "127.0.0.1", .port = port, .lz4 = lz};
+        cr_assert_eq(cqlc_conn_open(&loop, &o, t_connected, NULL, &c), 0);
+        run_until(&loop, &ts.connected, 1, 5000);
+        cqlc_conn_on_event(c, t_event, NULL);
+        const char *types[] = {"SCHEMA_CHANGE", "STATUS_CHANGE"};
+        cr_assert_eq(cqlc_register(c, types, 2, t_registered, NULL), 0);
+        run_until(&loop, &registered, 1, 3000);
+        cr_assert_eq(registered, 1);
+        cqlc_params p;
+        cqlc_params_init(&p, CQLC_ONE);
+        snprintf(ts.expect[0], 32, "event please");
+        cr_assert_eq(cqlc_query(c, ts.expect[0], &p, t_answer, (void *)0), 0);
+        run_until(&loop, &ts.answered, 1, 3000);
+        cr_expect_eq(ts.answered, 1);
+        cr_expect_eq(ts.mismatched, 0);
+        cr_expect_eq(events, 1);
+        cr_expect_str_eq(event_type, "SCHEMA_CHANGE");
+        cr_expect_eq(event_len, 2 + 7 + 2 + 8 + 2 + 3);
+        cqlc_conn_close(c, NULL, NULL);
+        fake_stop(&f);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        cr_expect_eq(uv_loop_close(&loop), 0);
+    }
 }
 
 static int refused;

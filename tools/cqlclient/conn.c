@@ -42,6 +42,8 @@ struct cqlc_conn {
     void *connect_arg;
     cqlc_close_cb close_cb;
     void *close_arg;
+    cqlc_event_cb event_cb;
+    void *event_arg;
 
     slot *slots;
     int nslots;
@@ -270,7 +272,30 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
 
 static void handshake_step(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
 
+static void deliver_event(cqlc_conn *c, const cqlc_header *h, const uint8_t *body) {
+    const uint8_t *p = body;
+    size_t len = h->length;
+    if (h->flags & CQLC_FLAG_COMPRESSED) {
+        if (cqlc_lz4_decompress(body, len, CQLC_MAX_BODY, &c->dbuf) < 0) return;
+        p = c->dbuf.data;
+        len = c->dbuf.len;
+    }
+    rd r;
+    rd_init(&r, p, len);
+    uint16_t n;
+    const uint8_t *t;
+    char type[64];
+    if (rd_u16(&r, &n) < 0 || rd_bytes(&r, n, &t) < 0 || n >= sizeof type) return;
+    memcpy(type, t, n);
+    type[n] = 0;
+    c->event_cb(c, type, r.p, rd_left(&r), c->event_arg);
+}
+
 static void dispatch(cqlc_conn *c, const cqlc_header *h, const uint8_t *body) {
+    if (h->stream == -1 && h->opcode == CQLC_OP_EVENT) {
+        if (c->event_cb) deliver_event(c, h, body);
+        return;
+    }
     if (h->stream < 0 || h->stream >= c->nslots || !c->slots[h->stream].used) return;
     slot *s = &c->slots[h->stream];
     cqlc_cb cb = s->cb;
@@ -451,6 +476,19 @@ int cqlc_conn_open(uv_loop_t *loop, const cqlc_conn_opts *opts, cqlc_connect_cb 
     }
     *out = c;
     return 0;
+}
+
+void cqlc_conn_on_event(cqlc_conn *c, cqlc_event_cb cb, void *arg) {
+    c->event_cb = cb;
+    c->event_arg = arg;
+}
+
+int cqlc_register(cqlc_conn *c, const char *const *types, size_t n, cqlc_cb cb, void *arg) {
+    buf_reset(&c->scratch);
+    buf_u16(&c->scratch, (uint16_t)n);
+    for (size_t i = 0; i < n; i++) cqlc_put_string(&c->scratch, types[i], strlen(types[i]));
+    if (c->scratch.oom) return -ENOMEM;
+    return cqlc_request(c, CQLC_OP_REGISTER, c->scratch.data, c->scratch.len, cb, arg);
 }
 
 bool cqlc_conn_ready(const cqlc_conn *c) { return c->state == ST_READY; }

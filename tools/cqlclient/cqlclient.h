@@ -232,6 +232,15 @@ int cqlc_conn_open(uv_loop_t *loop, const cqlc_conn_opts *opts, cqlc_connect_cb 
  * returned 0; c must not be used after this call. */
 void cqlc_conn_close(cqlc_conn *c, cqlc_close_cb cb, void *arg);
 
+/* Server-pushed EVENT frames (stream -1, after a REGISTER): type is "TOPOLOGY_CHANGE",
+ * "STATUS_CHANGE" or "SCHEMA_CHANGE" (NUL-terminated), body/len the rest of the event body
+ * after the type, undecoded. Valid during the call only. cb NULL stops delivery. */
+typedef void (*cqlc_event_cb)(cqlc_conn *c, const char *type, const uint8_t *body, size_t len,
+                              void *arg);
+void cqlc_conn_on_event(cqlc_conn *c, cqlc_event_cb cb, void *arg);
+/* REGISTER for the given event types (e.g. {"SCHEMA_CHANGE"}); answered with READY. */
+int cqlc_register(cqlc_conn *c, const char *const *types, size_t n, cqlc_cb cb, void *arg);
+
 bool cqlc_conn_ready(const cqlc_conn *c);
 bool cqlc_conn_compressed(const cqlc_conn *c);
 int cqlc_conn_inflight(const cqlc_conn *c);
