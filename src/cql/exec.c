@@ -5,6 +5,7 @@
 
 #include "exec_int.h"
 #include "ilion/cluster/cluster.h"
+#include "ilion/cql/schema_sync.h"
 #include "ilion/cql/wire.h"
 #include "ilion/util/clock.h"
 #include "ilion/util/err.h"
@@ -55,6 +56,7 @@ oom:
 
 void cql_executor_destroy(cql_executor *x) {
     if (!x) return;
+    if (x->sync) cql_schema_sync_detach(x->sync);
     schema_catalog_free(x->cat);
     prepared_cache_free(x->prepared);
     free(x->tokens);
@@ -70,6 +72,7 @@ void exec_schema_changed(cql_executor *x) {
                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
                  u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
         cluster_set_schema_version(x->cluster, text);
+        if (x->sync) schema_sync_local_change(x->sync);
     }
 }
 

@@ -22,6 +22,8 @@
 #include "ilion/storage/engine.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
+#include "ilion/server/admin.h"
+#include "node_cluster.h"
 
 #define NODE_DRAIN_MS 10000
 
@@ -174,15 +176,22 @@ typedef struct node {
     coord *coord;
     cql_executor *exec;
     cql_server *server;
+    node_cluster *nc;
+    admin_server *admin;
     int signals;
     bool stopping;
 } node;
 
 static void node_finish(node *n) {
+    admin_stop(n->admin);
+    n->admin = NULL;
+    node_cluster_detach(n->nc);
     if (n->exec) cql_executor_destroy(n->exec);
     n->exec = NULL;
     if (n->coord) coord_destroy(n->coord);
     n->coord = NULL;
+    node_cluster_destroy(n->nc);
+    n->nc = NULL;
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
 }
@@ -193,6 +202,8 @@ static void server_stopped(void *arg) {
     cql_server_stats_get(n->server, &st);
     LOG_INFO("node", "native transport stopped (%llu connections served, %llu requests)",
              (unsigned long long)st.connections_accepted, (unsigned long long)st.requests);
+    node_cluster_set_server(n->nc, NULL);
+    admin_set_cql_server(n->admin, NULL);
     cql_server_free(n->server);
     n->server = NULL;
     node_finish(n);
@@ -208,6 +219,9 @@ static void on_signal(uv_signal_t *h, int signum) {
     }
     LOG_INFO("node", "%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     n->stopping = true;
+    /* Peers first: they stop sending us requests before clients lose the node. */
+    node_cluster_stop(n->nc);
+    admin_detach(n->admin);
     if (n->server) cql_server_stop(n->server, NODE_DRAIN_MS, server_stopped, n);
     else node_finish(n);
 }
@@ -227,9 +241,6 @@ int node_run(const server_config *c, const char *config_dir) {
     signal(SIGPIPE, SIG_IGN);
     LOG_INFO("node", "starting Ilion node: cluster '%s', listen %s, rpc %s:%u",
              c->cluster_name, c->listen_address, c->rpc_address, c->native_transport_port);
-    if (c->admin_http_port)
-        LOG_WARN("node", "admin_http_port %u: the admin HTTP endpoint is not part of this build; "
-                 "not listening", c->admin_http_port);
     if (c->ndata_dirs > 1)
         LOG_WARN("node", "only the first of %u data_file_directories is used (%s)", c->ndata_dirs,
                  c->data_file_directories[0]);
@@ -261,7 +272,9 @@ int node_run(const server_config *c, const char *config_dir) {
         LOG_ERROR("node", "cannot open the storage engine: %s", ilion_strerror(r));
         goto fail;
     }
-    if ((r = coord_create(&n->loop, n->engine, NULL, &n->coord))) {
+    if ((r = node_cluster_create(&n->loop, c, config_dir, &id, &n->nc)))
+        goto fail;
+    if ((r = coord_create(&n->loop, n->engine, node_cluster_get(n->nc), &n->coord))) {
         LOG_ERROR("node", "cannot create the coordinator: %s", ilion_strerror(r));
         goto fail;
     }
@@ -270,7 +283,7 @@ int node_run(const server_config *c, const char *config_dir) {
     xo.loop = &n->loop;
     xo.coord = n->coord;
     xo.engine = n->engine;
-    xo.cluster = NULL;
+    xo.cluster = node_cluster_get(n->nc);
     xo.cluster_name = c->cluster_name;
     xo.listen_address = c->listen_address;
     xo.rpc_address = c->rpc_address;
@@ -284,6 +297,29 @@ int node_run(const server_config *c, const char *config_dir) {
         LOG_ERROR("node", "cannot load the schema / create the CQL executor: %s",
                   ilion_strerror(r));
         goto fail;
+    }
+    /* Gossip (and schema propagation) before clients: the ring is known when they arrive. */
+    if ((r = node_cluster_start(n->nc, n->engine, n->exec))) goto fail;
+    if (c->admin_http_port) {
+        admin_options ao;
+        memset(&ao, 0, sizeof ao);
+        ao.loop = &n->loop;
+        ao.host = c->listen_address;
+        ao.port = c->admin_http_port;
+        ao.cluster_name = c->cluster_name;
+        ao.partitioner = c->partitioner;
+        ao.snitch = c->endpoint_snitch;
+        ao.cluster = node_cluster_get(n->nc);
+        ao.engine = n->engine;
+        ao.exec = n->exec;
+        ao.started_ms = (int64_t)time(NULL) * 1000;
+        int ar = admin_start(&ao, &n->admin);
+        if (ar) /* not fatal: the node serves clients without its admin port */
+            LOG_WARN("node", "admin interface not started on %s:%u: %s", c->listen_address,
+                     c->admin_http_port, ar < 0 && ar > -4096 ? uv_strerror(ar) : ilion_strerror(ar));
+        else
+            LOG_INFO("node", "admin interface on http://%s:%d/", c->listen_address, admin_port(n->admin));
+        admin_set_schema_sync(n->admin, node_cluster_sync(n->nc));
     }
     if (c->start_native_transport) {
         cql_server_options o;
@@ -300,6 +336,8 @@ int node_run(const server_config *c, const char *config_dir) {
         }
         LOG_INFO("node", "native transport listening on %s:%d (protocol v3, v4; max frame %u MiB)",
                  c->rpc_address, cql_server_port(n->server), c->native_transport_max_frame_size_in_mb);
+        node_cluster_set_server(n->nc, n->server);
+        admin_set_cql_server(n->admin, n->server);
     } else {
         LOG_INFO("node", "start_native_transport is false: not serving CQL clients");
     }
@@ -325,8 +363,13 @@ int node_run(const server_config *c, const char *config_dir) {
     return 0;
 
 fail:
+    admin_stop(n->admin);
+    n->admin = NULL;
+    node_cluster_detach(n->nc);
     if (n->exec) cql_executor_destroy(n->exec);
     if (n->coord) coord_destroy(n->coord);
+    node_cluster_destroy(n->nc);
+    n->nc = NULL;
     /* Let handles the parts opened close before the engine goes. */
     uv_walk(&n->loop, close_walk, NULL);
     uv_run(&n->loop, UV_RUN_DEFAULT);
