@@ -10,7 +10,8 @@
  *
  * Prints one line per run: "<name>: <ops> ops in <s> s: <ops/s> ops/s [extra]".
  * Options via environment: ILION_BENCH_MEMTABLE_MB (default 128, i.e. two 64 MiB memtables
- * like RocksDB's write_buffer_size), ILION_BENCH_COMPRESSION (lz4|deflate|none, default lz4).
+ * like RocksDB's write_buffer_size), ILION_BENCH_COMPRESSION (lz4|deflate|none, default lz4),
+ * ILION_BENCH_BLOCK_SIZE (default 4096, RocksDB's block_size; the table default is 16 KiB).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -77,6 +78,8 @@ static storage_engine *open_engine(const char *dir, enum storage_sync_mode mode)
     const char *c = getenv("ILION_BENCH_COMPRESSION");
     if (c && !strcmp(c, "none")) to.compression = STORAGE_COMPRESS_NONE;
     if (c && !strcmp(c, "deflate")) to.compression = STORAGE_COMPRESS_DEFLATE;
+    const char *bs = getenv("ILION_BENCH_BLOCK_SIZE");
+    to.block_size = (uint32_t)(bs ? atoi(bs) : 4096);
     rc = storage_table_create(e, TABLE_ID, &to);
     if (rc) die("storage_table_create", rc);
     return e;

@@ -67,6 +67,8 @@ struct commitlog {
     uint64_t written_pos, synced_pos;
     bool failed;
     int fail_err;
+    bool io_busy;              /* a thread is writing/syncing (the sync thread or a leader) */
+    uint32_t nwaiters;         /* threads in commitlog_wait */
 
     /* segments (mu) */
     uint32_t *live; size_t nlive, caplive;    /* ascending ids not yet recycled */
@@ -78,7 +80,7 @@ struct commitlog {
     void *cb_arg;
     commitlog_stats st;
 
-    /* sync thread only */
+    /* only the thread holding the I/O turn (io_busy) */
     int fd;
     uint32_t fd_seg;
     bool dirty;                /* written since last fdatasync */
@@ -352,6 +354,67 @@ static bool ts_passed(const struct timespec *d) {
     return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
 }
 
+/* One write (and sync) of everything pending. Called with mu held and io_busy clear by the
+ * sync thread or, in batch mode, by a thread in commitlog_wait (leader-based group commit: the
+ * waiter that finds the log idle syncs for everyone, saving two thread hand-offs per fsync).
+ * Returns with mu held. */
+static void run_cycle(commitlog *cl, bool do_sync) {
+    cl_chunk *list = cl->head;
+    cl->head = cl->tail = NULL;
+    bool failed = cl->failed;
+    cl->io_busy = true;
+    pthread_mutex_unlock(&cl->mu);
+
+    int rc = 0;
+    uint64_t end = 0;
+    size_t nbytes = 0;
+    for (cl_chunk *c = list; c; c = c->next) nbytes += c->len;
+    if (!failed) {
+        rc = write_chunks(cl, list, &end);
+        if (!rc && do_sync && cl->dirty) {
+            rc = do_fsync(cl, cl->fd);
+            if (!rc) cl->dirty = false;
+        }
+    }
+
+    pthread_mutex_lock(&cl->mu);
+    while (list) {
+        cl_chunk *n = list->next;
+        if (list->cap == CL_CHUNK) {
+            list->next = cl->free_chunks;
+            cl->free_chunks = list;
+        } else {
+            free(list);
+        }
+        list = n;
+    }
+    cl->buffered -= nbytes;
+    pthread_cond_broadcast(&cl->space_cv);
+    if (end) cl->written_pos = end;
+    bool notify = false;
+    if (rc) {
+        latch_failure(cl, rc, do_sync ? "commit log write/fsync" : "commit log write");
+        notify = true;
+    } else if (do_sync && !failed) {
+        __atomic_store_n(&cl->synced_pos, cl->written_pos, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&cl->synced_cv);
+        notify = true;
+    }
+    if (notify && cl->cb) {
+        /* still holding the I/O turn, so callbacks come one at a time, in order */
+        storage_sync_cb cb = cl->cb;
+        void *cb_arg = cl->cb_arg;
+        uint64_t sp = cl->synced_pos;
+        int err = cl->failed ? ILION_ESYNCFAILED : 0;
+        pthread_mutex_unlock(&cl->mu);
+        cb(cb_arg, sp, err);
+        pthread_mutex_lock(&cl->mu);
+    }
+    cl->io_busy = false;
+    pthread_cond_broadcast(&cl->synced_cv);   /* a waiter may take the next turn */
+    if (cl->head && cl->nwaiters == 0) pthread_cond_signal(&cl->work_cv);
+}
+
 static void *sync_main(void *arg) {
     commitlog *cl = arg;
     struct timespec next_sync, next_write;
@@ -362,6 +425,13 @@ static void *sync_main(void *arg) {
     pthread_mutex_lock(&cl->mu);
     for (;;) {
         bool do_sync;
+        if (cl->io_busy) {
+            /* a waiter is syncing (batch mode); it signals when it is done */
+            struct timespec d;
+            abs_deadline(&d, 2);
+            pthread_cond_timedwait(&cl->work_cv, &cl->mu, &d);
+            continue;
+        }
         if (cl->mode == STORAGE_SYNC_PERIODIC) {
             bool sync_due = ts_passed(&next_sync);
             bool write_due = cl->head && (cl->buffered >= cl->write_threshold || ts_passed(&next_write));
@@ -385,64 +455,24 @@ static void *sync_main(void *arg) {
                 pthread_cond_wait(&cl->work_cv, &cl->mu);
                 continue;
             }
+            if (cl->mode == STORAGE_SYNC_BATCH && cl->nwaiters > 0 && !cl->closing) {
+                /* threads blocked in commitlog_wait lead the syncs; stay out of their way but
+                 * look again soon in case they all leave */
+                struct timespec d;
+                abs_deadline(&d, 2);
+                pthread_cond_timedwait(&cl->work_cv, &cl->mu, &d);
+                continue;
+            }
             if (cl->mode == STORAGE_SYNC_GROUP && !cl->closing) {
                 struct timespec d;
                 abs_deadline(&d, cl->window_ms);
                 while (!cl->closing && !ts_passed(&d))
                     if (pthread_cond_timedwait(&cl->work_cv, &cl->mu, &d) == ETIMEDOUT) break;
+                if (cl->io_busy) continue;
             }
             do_sync = true;
         }
-
-        cl_chunk *list = cl->head;
-        cl->head = cl->tail = NULL;
-        bool failed = cl->failed;
-        pthread_mutex_unlock(&cl->mu);
-
-        int rc = 0;
-        uint64_t end = 0;
-        size_t nbytes = 0;
-        for (cl_chunk *c = list; c; c = c->next) nbytes += c->len;
-        if (!failed) {
-            rc = write_chunks(cl, list, &end);
-            if (!rc && do_sync && cl->dirty) {
-                rc = do_fsync(cl, cl->fd);
-                if (!rc) cl->dirty = false;
-            }
-        }
-
-        pthread_mutex_lock(&cl->mu);
-        while (list) {
-            cl_chunk *n = list->next;
-            if (list->cap == CL_CHUNK) {
-                list->next = cl->free_chunks;
-                cl->free_chunks = list;
-            } else {
-                free(list);
-            }
-            list = n;
-        }
-        cl->buffered -= nbytes;
-        pthread_cond_broadcast(&cl->space_cv);
-        if (end) cl->written_pos = end;
-        bool notify = false;
-        if (rc) {
-            latch_failure(cl, rc, do_sync ? "commit log write/fsync" : "commit log write");
-            notify = true;
-        } else if (do_sync && !failed) {
-            __atomic_store_n(&cl->synced_pos, cl->written_pos, __ATOMIC_RELEASE);
-            pthread_cond_broadcast(&cl->synced_cv);
-            notify = true;
-        }
-        if (notify && cl->cb) {
-            storage_sync_cb cb = cl->cb;
-            void *cb_arg = cl->cb_arg;
-            uint64_t sp = cl->synced_pos;
-            int err = cl->failed ? ILION_ESYNCFAILED : 0;
-            pthread_mutex_unlock(&cl->mu);
-            cb(cb_arg, sp, err);
-            pthread_mutex_lock(&cl->mu);
-        }
+        run_cycle(cl, do_sync);
         if (cl->failed && cl->closing) break;
     }
     pthread_mutex_unlock(&cl->mu);
@@ -545,10 +575,16 @@ int commitlog_wait(commitlog *cl, uint64_t pos) {
     if (cl->mode == STORAGE_SYNC_PERIODIC)
         return __atomic_load_n(&cl->failed, __ATOMIC_ACQUIRE) ? ILION_ESYNCFAILED : 0;
     pthread_mutex_lock(&cl->mu);
+    cl->nwaiters++;
     while (!cl->failed && cl->synced_pos < pos && cl->thr_started) {
-        if (cl->closing && !cl->head && cl->buffered == 0) break;
+        if (cl->mode == STORAGE_SYNC_BATCH && !cl->io_busy && cl->head) {
+            run_cycle(cl, true);
+            continue;
+        }
+        if (cl->closing && !cl->head && !cl->io_busy && cl->buffered == 0) break;
         pthread_cond_wait(&cl->synced_cv, &cl->mu);
     }
+    if (--cl->nwaiters == 0 && cl->head && !cl->io_busy) pthread_cond_signal(&cl->work_cv);
     int rc = cl->failed ? ILION_ESYNCFAILED : cl->synced_pos >= pos ? 0 : ILION_ECLOSED;
     pthread_mutex_unlock(&cl->mu);
     return rc;

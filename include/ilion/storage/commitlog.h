@@ -7,9 +7,12 @@
  *
  * Threads: commitlog_append, commitlog_wait, commitlog_is_synced, commitlog_position,
  * commitlog_discard_before and commitlog_active_bytes are safe from many threads at once. A sync
- * thread owned by the log writes the in-memory buffer out and fdatasyncs it; the sync callback
- * runs on that thread and must only hand off. A failed fsync (or write) is final: every later
- * append and wait fails with ILION_ESYNCFAILED and the callback gets that error.
+ * thread owned by the log writes the in-memory buffer out and fdatasyncs it; in batch mode a
+ * thread blocked in commitlog_wait that finds the log idle does that write+fsync itself for
+ * everyone pending (leader-based group commit, no thread hand-off). The sync callback runs on
+ * whichever of those threads did the sync, one call at a time, and must only hand off. A failed
+ * fsync (or write) is final: every later append and wait fails with ILION_ESYNCFAILED and the
+ * callback gets that error.
  */
 #ifndef ILION_STORAGE_COMMITLOG_H
 #define ILION_STORAGE_COMMITLOG_H
