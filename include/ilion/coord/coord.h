@@ -1,8 +1,11 @@
 /*
  * The coordinator: turns a statement's mutations and reads into replica operations at a
  * consistency level, and answers with the result or a Cassandra error (Unavailable,
- * WriteTimeout, ReadTimeout, ...). On one node the only replica is the local engine; the
- * cluster adds remote replicas behind the same interface.
+ * WriteTimeout, ReadTimeout, ...). On one node the only replica is the local engine; with a
+ * cluster the replicas come from the ring, remote ones are reached through the MUTATION, READ
+ * and RANGE_READ verbs (docs/internode-protocol.md, "Replication and consistency"), reads
+ * compare digests and repair stale replicas, and writes a replica missed are kept as durable
+ * hints (hints_directory) and replayed when the failure detector sees the replica up again.
  *
  * Threads: everything here runs on the event loop that was passed to coord_create; callbacks
  * are invoked on that loop, never from inside the starting call's failure path (a call that
@@ -46,10 +49,44 @@ typedef struct coord_error {
     char message[256];
 } coord_error;
 
-/* Creates the coordinator on `loop` over the local engine; cluster may be NULL (one node). */
+/* Creates the coordinator on `loop` over the local engine; cluster may be NULL (one node).
+ * Same as coord_create_ex with default options (no hints directory: hinted handoff off). */
 int coord_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster, coord **out);
-/* Fails pending requests, then frees once their callbacks ran. */
+
+/* Options from cassandra.yaml. The node (server/node.c) is expected to call
+ *     coord_options o; coord_options_default(&o);
+ *     o.write_request_timeout_ms = cfg write_request_timeout_in_ms;   (and read/range)
+ *     o.hints_directory = cfg hints_directory; o.max_hint_window_ms = cfg max_hint_window_in_ms;
+ *     o.hinted_handoff_enabled = cfg hinted_handoff_enabled;
+ *     coord_create_ex(loop, engine, cluster, &o, &coord);
+ * and destroy the coordinator before the cluster (coord_destroy unregisters its verbs). */
+typedef struct coord_options {
+    uint32_t write_request_timeout_ms;   /* default 2000 */
+    uint32_t read_request_timeout_ms;    /* default 5000 */
+    uint32_t range_request_timeout_ms;   /* default 10000 */
+    const char *hints_directory;         /* NULL or "": no hints are kept */
+    bool hinted_handoff_enabled;         /* default true (needs hints_directory) */
+    uint32_t max_hint_window_ms;         /* default 10800000 (3 h): older hints are dropped */
+    uint32_t hint_check_interval_ms;     /* default 1000: how often hint targets are checked
+                                            for being up again */
+} coord_options;
+void coord_options_default(coord_options *o);
+/* Opens (creating) hints_directory and loads the hints kept there by an earlier run. */
+int coord_create_ex(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster,
+                    const coord_options *o, coord **out);
+/* Fails pending requests, then frees once their callbacks ran. With a cluster: call before
+ * cluster_destroy. */
 void coord_destroy(coord *c);
+
+/* Counters (tests, metrics). */
+typedef struct coord_stats {
+    uint64_t writes, reads, scans;
+    uint64_t unavailables, write_timeouts, read_timeouts;
+    uint64_t digest_mismatches, read_repairs;   /* repairs = mutations sent to stale replicas */
+    uint64_t hints_written, hints_delivered, hints_dropped;
+    uint64_t hints_pending;                     /* records on disk not yet delivered */
+} coord_stats;
+void coord_get_stats(const coord *c, coord_stats *out);
 /* The node's data center (NetworkTopologyStrategy placement and LOCAL_* levels on one node);
  * NULL or unset: every DC named in a keyspace's replication is taken to include this node. */
 void coord_set_local_dc(coord *c, const char *dc);
