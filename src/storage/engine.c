@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "ilion/storage/commitlog.h"
 #include "ilion/storage/memtable.h"
 #include "ilion/storage/sstable.h"
 #include "ilion/util/clock.h"
+#include "ilion/util/crc32c.h"
 #include "ilion/util/err.h"
 #include "ilion/util/fileio.h"
 #include "ilion/util/log.h"
@@ -191,7 +191,7 @@ static int meta_write(table *t) {
     buf_u32(&b, t->opt.compaction_min_threshold);
     buf_u32(&b, t->opt.compaction_max_threshold);
     buf_u64(&b, t->truncated_pos);
-    buf_u32(&b, (uint32_t)crc32(0, b.data, (uInt)b.len));
+    buf_u32(&b, crc32c(0, b.data, b.len));
     int rc = b.oom ? -ENOMEM : file_write_atomic(t->dir, TABLE_META, b.data, b.len);
     buf_free(&b);
     return rc;
@@ -205,7 +205,7 @@ static int meta_read(table *t) {
     int rc = file_read_all(path, 4096, &d, &n);
     if (rc) return rc;
     rc = ILION_ECORRUPT;
-    if (n == 56 && be64_get(d) == TABLE_META_MAGIC && be32_get(d + 52) == (uint32_t)crc32(0, d, 52) &&
+    if (n == 56 && be64_get(d) == TABLE_META_MAGIC && be32_get(d + 52) == crc32c(0, d, 52) &&
         be64_get(d + 8) == t->id) {
         t->opt.compression = (enum storage_compression)be32_get(d + 16);
         t->opt.block_size = be32_get(d + 20);

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "ilion/util/bloom.h"
+#include "ilion/util/crc32c.h"
 #include "ilion/util/err.h"
 #include "ilion/util/fileio.h"
 #include "ilion/util/log.h"
@@ -30,17 +31,7 @@
 enum { COMP_NONE = 0, COMP_LZ4 = 1, COMP_DEFLATE = 2 };
 enum { CHUNK_START = 1, CHUNK_CONT = 2 };
 
-static uint32_t crc32_of(const void *p, size_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const uint8_t *b = p;
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, b, k);
-        b += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
+static uint32_t crc32_of(const void *p, size_t n) { return crc32c(0, p, n); }
 
 sst_keyhash sst_hash_key(const uint8_t *pk, uint32_t pklen) {
     uint64_t h[2];
