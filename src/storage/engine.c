@@ -78,6 +78,7 @@ typedef struct table {
     uint64_t truncated_pos;
     uint64_t epoch;            /* bumped by truncate/drop: in-flight results are discarded */
     atomic_bool dropped;
+    atomic_bool flush_failed;  /* later flushes would move the floor past unflushed data */
     /* Under e->bg_lock: */
     uint32_t pending_flushes;
     bool flushing;
@@ -117,6 +118,7 @@ struct storage_engine {
     pthread_cond_t done_cond;  /* a flush or compaction finished */
     flush_job *jobs, *jobs_tail;
     bool stopping;
+    atomic_bool stop_flag;     /* == stopping, readable without bg_lock (long compactions) */
     pthread_t *threads;
     uint32_t nthreads;
     bool opened;
@@ -492,12 +494,16 @@ static void run_flush(storage_engine *e, flush_job *job) {
     table *t = job->t;
     sstable *s = NULL;
     int rc = 0;
+    if (atomic_load(&t->flush_failed)) return; /* stays in the view and the commit log */
     if (!atomic_load(&t->dropped)) rc = write_memtable(t, job->m, job->freeze_pos, &s);
     if (rc) {
+        atomic_store(&t->flush_failed, true);
         char what[PATH_MAX + 96];
         snprintf(what, sizeof what, "flush of %s", t->dir);
         disk_failure(e, what, rc);
-        /* The memtable stays in the view (readable); its data stays in the commit log. */
+        /* The memtable stays in the view (readable) and its records in the commit log (the
+         * discard point is computed from the view); no later flush of this table may run, as
+         * it would move the replay floor past this data. */
         return;
     }
     pthread_mutex_lock(&t->vlock);
@@ -765,6 +771,10 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
     arena_init(&a);
     while (rc == 0) {
         st_partition *p;
+        if (atomic_load_explicit(&e->stop_flag, memory_order_relaxed)) {
+            rc = ILION_ECLOSED; /* shutting down: the inputs stay, nothing is lost */
+            break;
+        }
         rc = merge_next(srcs, nin, used, &a, &p);
         if (rc || !p) break;
         p = own_arrays(&a, p);
@@ -849,6 +859,7 @@ static void compact_table_background(table *t) {
         if (n == 0) return;
         int rc = run_compaction(t, in, n);
         for (uint32_t i = 0; i < n; i++) sstable_unref(in[i]);
+        if (rc == ILION_ECLOSED) return;
         if (rc) {
             char what[PATH_MAX + 96];
             snprintf(what, sizeof what, "compaction in %s", t->dir);
@@ -973,6 +984,7 @@ static void engine_free(storage_engine *e) {
 static void stop_threads(storage_engine *e) {
     pthread_mutex_lock(&e->bg_lock);
     e->stopping = true;
+    atomic_store(&e->stop_flag, true);
     pthread_cond_broadcast(&e->bg_cond);
     pthread_mutex_unlock(&e->bg_lock);
     for (uint32_t i = 0; i < e->nthreads; i++) pthread_join(e->threads[i], NULL);
@@ -1302,6 +1314,10 @@ int storage_apply(storage_engine *e, const st_partition *m, uint64_t *sync_pos) 
     int rc = commitlog_append(e->cl, b->data, b->len, &pos);
     if (rc) {
         pthread_mutex_unlock(&t->wlock);
+        if (rc == ILION_ESYNCFAILED && e->opt.commit_failure_policy == STORAGE_POLICY_DIE) {
+            LOG_ERROR(MOD, "commit log failed and commit_failure_policy is die: exiting");
+            abort();
+        }
         return rc;
     }
     memtable *mt = t->active;
@@ -1482,6 +1498,8 @@ int storage_flush(storage_engine *e, uint64_t table_id, bool wait) {
             while (ts[i]->pending_flushes && !e->stopping) pthread_cond_wait(&e->done_cond, &e->bg_lock);
         pthread_mutex_unlock(&e->bg_lock);
         if (rc == 0 && atomic_load(&e->failed)) rc = ILION_ECLOSED;
+        for (uint32_t i = 0; rc == 0 && i < n; i++)
+            if (atomic_load(&ts[i]->flush_failed)) rc = -EIO;
     }
     free(ts);
     return rc;
@@ -1515,7 +1533,7 @@ int storage_compact(storage_engine *e, uint64_t table_id) {
     t->compacting = false;
     pthread_cond_broadcast(&e->done_cond);
     pthread_mutex_unlock(&e->bg_lock);
-    if (rc) {
+    if (rc && rc != ILION_ECLOSED) {
         char what[PATH_MAX + 96];
         snprintf(what, sizeof what, "compaction in %s", t->dir);
         disk_failure(e, what, rc);

@@ -548,3 +548,34 @@ Test(storage_engine, concurrent_writers_and_readers, .init = setup, .fini = tear
     arena_free(&a);
     storage_close(e);
 }
+
+Test(storage_engine, flush_failure_policy_stop_keeps_data, .init = setup, .fini = teardown) {
+    storage_engine *e = open_engine(0);
+    cr_assert_eq(storage_table_create(e, 5, NULL), 0);
+    put(e, 5, "a", "c", 1, 10, "first");
+    cr_assert_eq(storage_flush(e, 5, true), 0);
+    put(e, 5, "b", "c", 1, 11, "second");
+    /* Make the table directory vanish: the next flush cannot create its file. */
+    char dir[400], away[420];
+    snprintf(dir, sizeof dir, "%s/0000000000000005", datadir);
+    snprintf(away, sizeof away, "%s.away", dir);
+    cr_assert_eq(rename(dir, away), 0);
+    cr_assert_neq(storage_flush(e, 5, true), 0);
+    /* Policy stop: no more writes, but what is there stays readable. */
+    st_arena a;
+    arena_init(&a);
+    st_partition *p = st_partition_new(&a, 5, "c", 1);
+    st_row_set_cell(&a, st_partition_row(&a, p, "c", 1), 1, 12, 0, 0, "x", 1);
+    uint64_t pos;
+    cr_assert_eq(storage_apply(e, p, &pos), ILION_ECLOSED);
+    arena_free(&a);
+    expect_val(e, 5, "b", "c", "second");
+    expect_val(e, 5, "a", "c", "first");
+    storage_close(e);
+    cr_assert_eq(rename(away, dir), 0);
+    /* The unflushed write comes back from the commit log. */
+    e = open_engine(0);
+    expect_val(e, 5, "a", "c", "first");
+    expect_val(e, 5, "b", "c", "second");
+    storage_close(e);
+}
