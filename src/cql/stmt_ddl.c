@@ -320,6 +320,33 @@ static int table_options(exec_req *r, const cql_create_table *ct, schema_table_p
     return 0;
 }
 
+static bool scalar_kind(enum cql_type_kind k) {
+    return k != CQL_TYPE_CUSTOM && k != CQL_TYPE_COUNTER && k != CQL_TYPE_DURATION && k < CQL_TYPE_LIST;
+}
+
+/* Column type from the parsed type: scalars, and lists/sets/maps of scalars (stored as one
+ * value: writes replace the whole collection). Answers errors and returns -1. */
+static int column_type(exec_req *r, const cql_type *ty, const char *cn, schema_type *out) {
+    memset(out, 0, sizeof *out);
+    if (scalar_kind(ty->kind)) {
+        out->id = (uint8_t)ty->kind;
+        return 0;
+    }
+    if ((ty->kind == CQL_TYPE_LIST || ty->kind == CQL_TYPE_SET || ty->kind == CQL_TYPE_MAP) &&
+        ty->nparams == (ty->kind == CQL_TYPE_MAP ? 2u : 1u)) {
+        bool ok = true;
+        for (uint32_t k = 0; k < ty->nparams; k++) ok = ok && scalar_kind(ty->params[k]->kind);
+        if (ok) {
+            out->id = (uint8_t)ty->kind;
+            out->frozen = ty->frozen;
+            for (uint32_t k = 0; k < ty->nparams; k++) out->sub[k] = (uint8_t)ty->params[k]->kind;
+            return 0;
+        }
+    }
+    exec_error(r, CQLE_INVALID, "Unsupported type for column %s (supported: scalar types and list/set/map of scalar types; not counters, duration, tuples, user types, custom types or nested collections)", cn);
+    return -1;
+}
+
 static uint64_t new_table_id(cql_executor *x, uint8_t uuid[16], const char *ks, const char *name) {
     for (uint32_t attempt = 0;; attempt++) {
         char seed[256];
@@ -395,13 +422,8 @@ static void create_table(exec_req *r, const cql_create_table *ct) {
             exec_error(r, CQLE_INVALID, "Static columns are not supported (column %s)", cn);
             goto fail;
         }
-        enum cql_type_kind tk = d->type->kind;
-        if (tk >= CQL_TYPE_LIST || tk == CQL_TYPE_COUNTER || tk == CQL_TYPE_DURATION || tk == CQL_TYPE_CUSTOM) {
-            exec_error(r, CQLE_INVALID, "Unsupported type for column %s (collections, tuples, user types, counters, duration and custom types are not supported)", cn);
-            goto fail;
-        }
         snprintf(tmp[i].name, sizeof tmp[i].name, "%s", cn);
-        tmp[i].type = SCHEMA_TYPE((uint8_t)tk);
+        if (column_type(r, d->type, cn, &tmp[i].type)) goto fail;
         tmp[i].kind = SCHEMA_COL_REGULAR;
     }
     uint32_t at = 0;
@@ -418,6 +440,10 @@ static void create_table(exec_req *r, const cql_create_table *ct) {
             }
             if (tmp[j].kind != SCHEMA_COL_REGULAR) {
                 exec_error(r, CQLE_INVALID, "Column %s appears twice in PRIMARY KEY", tmp[j].name);
+                goto fail;
+            }
+            if (schema_type_is_collection(&tmp[j].type)) {
+                exec_error(r, CQLE_INVALID, "Invalid collection type for PRIMARY KEY component %s", tmp[j].name);
                 goto fail;
             }
             tmp[j].kind = pass == 0 ? SCHEMA_COL_PARTITION_KEY : SCHEMA_COL_CLUSTERING;

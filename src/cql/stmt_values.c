@@ -105,6 +105,82 @@ static int func_value(exec_req *r, const cql_term *term, const schema_type *t, c
     return -1;
 }
 
+typedef struct elem {
+    exec_val k, v;
+} elem;
+
+static _Thread_local const schema_type *sort_type; /* qsort has no context argument */
+
+static int elem_cmp(const void *a, const void *b) {
+    const elem *x = a, *y = b;
+    return schema_value_compare(sort_type, x->k.data, (size_t)x->k.len, y->k.data, (size_t)y->k.len);
+}
+
+/* [a, b] / {a, b} / {k: v} literal → serialized collection (sets and maps sorted by element /
+ * key with duplicates dropped, as Cassandra stores them). An empty non-frozen collection is
+ * null, as in Cassandra. */
+static int collection_value(exec_req *r, const cql_term *term, const schema_type *t,
+                            const char *what, exec_val *out) {
+    bool is_map = t->id == SCHEMA_T_MAP;
+    uint32_t n = term->u.coll.n;
+    bool shape_ok = (t->id == SCHEMA_T_LIST && term->kind == CQL_TERM_LIST) ||
+                    (t->id == SCHEMA_T_SET && (term->kind == CQL_TERM_SET || (term->kind == CQL_TERM_MAP && n == 0))) ||
+                    (is_map && term->kind == CQL_TERM_MAP);
+    if (!shape_ok) {
+        char tn[64];
+        schema_type_name(t, tn, sizeof tn);
+        exec_error(r, CQLE_INVALID, "Invalid %s literal for %s of type %s",
+                   term->kind == CQL_TERM_LIST ? "list" : term->kind == CQL_TERM_SET ? "set" : "map", what, tn);
+        return -1;
+    }
+    if (n == 0 && !t->frozen) {
+        out->data = NULL;
+        out->len = -1;
+        return 0;
+    }
+    elem *e = arena_alloc(&r->arena, (n ? n : 1) * sizeof *e);
+    if (!e) {
+        exec_error(r, CQLE_SERVER, "out of memory");
+        return -1;
+    }
+    schema_type kt = SCHEMA_TYPE(t->sub[0]), vt = SCHEMA_TYPE(t->sub[1]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (exec_term_value(r, term->u.coll.items[i], &kt, what, &e[i].k)) return -1;
+        if (is_map && exec_term_value(r, term->u.coll.values[i], &vt, what, &e[i].v)) return -1;
+        if (e[i].k.len < 0 || (is_map && e[i].v.len < 0)) {
+            exec_error(r, CQLE_INVALID, "null or unset values are not allowed inside collections (%s)", what);
+            return -1;
+        }
+    }
+    if (t->id != SCHEMA_T_LIST && n > 1) {
+        sort_type = &kt;
+        qsort(e, n, sizeof *e, elem_cmp);
+        uint32_t m = 1;
+        for (uint32_t i = 1; i < n; i++) {
+            if (schema_value_compare(&kt, e[i].k.data, (size_t)e[i].k.len, e[m - 1].k.data, (size_t)e[m - 1].k.len) == 0)
+                e[m - 1] = e[i]; /* a repeated key: the later one wins */
+            else
+                e[m++] = e[i];
+        }
+        n = m;
+    }
+    buf b;
+    buf_init(&b);
+    buf_u32(&b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        buf_u32(&b, (uint32_t)e[i].k.len);
+        buf_put(&b, e[i].k.data, (size_t)e[i].k.len);
+        if (is_map) {
+            buf_u32(&b, (uint32_t)e[i].v.len);
+            buf_put(&b, e[i].v.data, (size_t)e[i].v.len);
+        }
+    }
+    int rc = b.oom ? -1 : set_out(r, b.data, b.len, out);
+    if (b.oom) exec_error(r, CQLE_SERVER, "out of memory");
+    buf_free(&b);
+    return rc;
+}
+
 int exec_term_value(exec_req *r, const cql_term *term, const schema_type *t, const char *what,
                     exec_val *out) {
     char err[256];
@@ -145,11 +221,13 @@ int exec_term_value(exec_req *r, const cql_term *term, const schema_type *t, con
             return set_out(r, term->u.blob.data, term->u.blob.len, out);
         k = SCHEMA_LIT_HEX;
         break;
+    case CQL_TERM_LIST: case CQL_TERM_SET: case CQL_TERM_MAP:
+        if (schema_type_is_collection(t)) return collection_value(r, term, t, what, out);
+        /* fall through */
     default: {
         char tn[64];
         schema_type_name(t, tn, sizeof tn);
-        exec_error(r, CQLE_INVALID, "Invalid collection or tuple literal for %s of type %s "
-                   "(collection columns are not supported)", what, tn);
+        exec_error(r, CQLE_INVALID, "Invalid collection or tuple literal for %s of type %s", what, tn);
         return -1;
     }
     }

@@ -833,3 +833,45 @@ Test(exec, prepared_use_changes_session) {
     rows_free(o);
     ok("SELECT * FROM z");
 }
+
+Test(exec, collections_replace_whole_values) {
+    schema_basic();
+    ok("CREATE TABLE c (k int PRIMARY KEY, l list<int>, s set<text>, m map<text, bigint>, f frozen<set<int>>)");
+    ok("INSERT INTO c (k, l, s, m, f) VALUES (1, [3, 1, 3], {'b', 'a', 'b'}, {'y': 2, 'x': 1}, {})");
+    rows *o = query("SELECT l, s, m, f FROM c WHERE k = 1");
+    cr_assert_eq(o->nrows, 1, "0x%x %s", o->err, o->msg);
+    cr_assert_eq(o->types[0], 0x20);
+    cr_assert_eq(o->types[1], 0x22);
+    cr_assert_eq(o->types[2], 0x21);
+    /* list keeps order and duplicates: 3 elements */
+    cr_assert_eq(be32_get(o->cell[0][0]), 3);
+    /* set sorted, deduplicated: {'a', 'b'} */
+    cr_assert_eq(o->clen[0][1], 4 + 2 * 5);
+    cr_assert_eq(be32_get(o->cell[0][1]), 2);
+    cr_assert_eq(o->cell[0][1][8], 'a');
+    /* map sorted by key: x first */
+    cr_assert_eq(be32_get(o->cell[0][2]), 2);
+    cr_assert_eq(o->cell[0][2][8], 'x');
+    /* an empty frozen collection is a value */
+    cr_assert_eq(o->clen[0][3], 4);
+    rows_free(o);
+    ok("UPDATE c SET s = {} WHERE k = 1");
+    o = query("SELECT s FROM c WHERE k = 1");
+    cr_assert_eq(o->clen[0][0], -1, "an empty collection is null");
+    rows_free(o);
+    expect_err("UPDATE c SET l = l + [1] WHERE k = 1", 0x2200);
+    expect_err("INSERT INTO c (k, l) VALUES (2, {1, 2})", 0x2200);
+    expect_err("INSERT INTO c (k, m) VALUES (2, {'a': null})", 0x2200);
+    expect_err("CREATE TABLE bad (k list<int> PRIMARY KEY)", 0x2200);
+    o = query("SELECT type FROM system_schema.columns WHERE keyspace_name = 'ks' AND table_name = 'c' AND column_name = 'f'");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq(o->clen[0][0], 16);
+    cr_assert_eq(memcmp(o->cell[0][0], "frozen<set<int>>", 16), 0);
+    rows_free(o);
+    /* a bound collection value is validated */
+    uint8_t badlist[6] = {0, 0, 0, 1, 0, 0};
+    cql_value bv = {badlist, 6, NULL, 0};
+    o = query_p("INSERT INTO c (k, l) VALUES (3, ?)", -1, NULL, 0, &bv, 1, 1);
+    cr_assert_eq(o->err, 0x2200);
+    rows_free(o);
+}
