@@ -107,13 +107,77 @@ static int func_value(exec_req *r, const cql_term *term, const schema_type *t, c
 
 typedef struct elem {
     exec_val k, v;
+    uint32_t idx;   /* position written: ties keep it, so a later duplicate wins */
 } elem;
 
 static _Thread_local const schema_type *sort_type; /* qsort has no context argument */
 
 static int elem_cmp(const void *a, const void *b) {
     const elem *x = a, *y = b;
-    return schema_value_compare(sort_type, x->k.data, (size_t)x->k.len, y->k.data, (size_t)y->k.len);
+    int c = schema_value_compare(sort_type, x->k.data, (size_t)x->k.len, y->k.data, (size_t)y->k.len);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Sorts (sets, maps; later duplicates win) and serializes collection elements. */
+static int serialize_elems(exec_req *r, const schema_type *t, elem *e, uint32_t n, exec_val *out) {
+    bool is_map = t->id == SCHEMA_T_MAP;
+    schema_type kt = SCHEMA_TYPE(t->sub[0]);
+    if (t->id != SCHEMA_T_LIST && n > 1) {
+        for (uint32_t i = 0; i < n; i++) e[i].idx = i;
+        sort_type = &kt;
+        qsort(e, n, sizeof *e, elem_cmp);
+        uint32_t m = 1;
+        for (uint32_t i = 1; i < n; i++) {
+            if (schema_value_compare(&kt, e[i].k.data, (size_t)e[i].k.len, e[m - 1].k.data, (size_t)e[m - 1].k.len) == 0)
+                e[m - 1] = e[i]; /* a repeated key: the later one wins */
+            else
+                e[m++] = e[i];
+        }
+        n = m;
+    }
+    buf b;
+    buf_init(&b);
+    buf_u32(&b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        buf_u32(&b, (uint32_t)e[i].k.len);
+        buf_put(&b, e[i].k.data, (size_t)e[i].k.len);
+        if (is_map) {
+            buf_u32(&b, (uint32_t)e[i].v.len);
+            buf_put(&b, e[i].v.data, (size_t)e[i].v.len);
+        }
+    }
+    int rc = b.oom ? -1 : set_out(r, b.data, b.len, out);
+    if (b.oom) exec_error(r, CQLE_SERVER, "out of memory");
+    buf_free(&b);
+    return rc;
+}
+
+/* A bound set or map value in Cassandra's stored form: sorted, without duplicates. */
+static int normalize_bound(exec_req *r, const schema_type *t, exec_val *v) {
+    rd rr;
+    rd_init(&rr, v->data, (size_t)v->len);
+    uint32_t n;
+    if (rd_u32(&rr, &n)) return 0; /* validated before: cannot happen */
+    elem *e = arena_alloc(&r->arena, (n ? n : 1) * sizeof *e);
+    if (!e) {
+        exec_error(r, CQLE_SERVER, "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t l;
+        if (rd_u32(&rr, &l) || rd_bytes(&rr, l, &e[i].k.data)) return 0;
+        e[i].k.len = (int32_t)l;
+        if (t->id == SCHEMA_T_MAP) {
+            if (rd_u32(&rr, &l) || rd_bytes(&rr, l, &e[i].v.data)) return 0;
+            e[i].v.len = (int32_t)l;
+        }
+    }
+    if (n == 0 && !t->frozen) {
+        v->data = NULL;
+        v->len = -1;
+        return 0;
+    }
+    return serialize_elems(r, t, e, n, v);
 }
 
 /* [a, b] / {a, b} / {k: v} literal → serialized collection (sets and maps sorted by element /
@@ -152,33 +216,7 @@ static int collection_value(exec_req *r, const cql_term *term, const schema_type
             return -1;
         }
     }
-    if (t->id != SCHEMA_T_LIST && n > 1) {
-        sort_type = &kt;
-        qsort(e, n, sizeof *e, elem_cmp);
-        uint32_t m = 1;
-        for (uint32_t i = 1; i < n; i++) {
-            if (schema_value_compare(&kt, e[i].k.data, (size_t)e[i].k.len, e[m - 1].k.data, (size_t)e[m - 1].k.len) == 0)
-                e[m - 1] = e[i]; /* a repeated key: the later one wins */
-            else
-                e[m++] = e[i];
-        }
-        n = m;
-    }
-    buf b;
-    buf_init(&b);
-    buf_u32(&b, n);
-    for (uint32_t i = 0; i < n; i++) {
-        buf_u32(&b, (uint32_t)e[i].k.len);
-        buf_put(&b, e[i].k.data, (size_t)e[i].k.len);
-        if (is_map) {
-            buf_u32(&b, (uint32_t)e[i].v.len);
-            buf_put(&b, e[i].v.data, (size_t)e[i].v.len);
-        }
-    }
-    int rc = b.oom ? -1 : set_out(r, b.data, b.len, out);
-    if (b.oom) exec_error(r, CQLE_SERVER, "out of memory");
-    buf_free(&b);
-    return rc;
+    return serialize_elems(r, t, e, n, out);
 }
 
 int exec_term_value(exec_req *r, const cql_term *term, const schema_type *t, const char *what,
@@ -202,6 +240,7 @@ int exec_term_value(exec_req *r, const cql_term *term, const schema_type *t, con
             exec_error(r, CQLE_INVALID, "Invalid length %d for the value of %s", v->len, what);
             return -1;
         }
+        if (v->len >= 0 && (t->id == SCHEMA_T_SET || t->id == SCHEMA_T_MAP)) return normalize_bound(r, t, out);
         return 0;
     }
     case CQL_TERM_FUNC: return func_value(r, term, t, what, out);

@@ -875,3 +875,39 @@ Test(exec, collections_replace_whole_values) {
     cr_assert_eq(o->err, 0x2200);
     rows_free(o);
 }
+
+Test(exec, bound_sets_and_maps_are_normalized) {
+    schema_basic();
+    ok("CREATE TABLE c (k int PRIMARY KEY, s set<int>, m map<text, int>)");
+    /* set {3, 1, 3} and map {'z': 1, 'y': 2, 'z': 9} as a driver may send them */
+    uint8_t sv[4 + 3 * 8], mv[4 + 3 * 13];
+    be32_put(sv, 3);
+    int sx[3] = {3, 1, 3};
+    for (int i = 0; i < 3; i++) {
+        be32_put(sv + 4 + 8 * i, 4);
+        be32_put(sv + 8 + 8 * i, (uint32_t)sx[i]);
+    }
+    be32_put(mv, 3);
+    const char *mk = "zyz";
+    int mx[3] = {1, 2, 9};
+    for (int i = 0; i < 3; i++) {
+        uint8_t *p = mv + 4 + 13 * i;
+        be32_put(p, 1);
+        p[4] = (uint8_t)mk[i];
+        be32_put(p + 5, 4);
+        be32_put(p + 9, (uint32_t)mx[i]);
+    }
+    cql_value v[2] = {{sv, sizeof sv, NULL, 0}, {mv, sizeof mv, NULL, 0}};
+    rows *o = query_p("INSERT INTO c (k, s, m) VALUES (1, ?, ?)", -1, NULL, 0, v, 2, 1);
+    cr_assert_eq(o->r.opcode, 0x08, "0x%x %s", o->err, o->msg);
+    rows_free(o);
+    o = query("SELECT s, m FROM c WHERE k = 1");
+    cr_assert_eq(be32_get(o->cell[0][0]), 2);
+    cr_assert_eq(be32_get(o->cell[0][0] + 8), 1);
+    cr_assert_eq(be32_get(o->cell[0][0] + 16), 3);
+    cr_assert_eq(be32_get(o->cell[0][1]), 2);
+    cr_assert_eq(o->cell[0][1][8], 'y');
+    cr_assert_eq(o->cell[0][1][4 + 13 + 4], 'z');
+    cr_assert_eq(be32_get(o->cell[0][1] + 4 + 13 + 9), 9, "the later duplicate key wins");
+    rows_free(o);
+}
