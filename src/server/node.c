@@ -274,7 +274,15 @@ int node_run(const server_config *c, const char *config_dir) {
     }
     if ((r = node_cluster_create(&n->loop, c, config_dir, &id, &n->nc)))
         goto fail;
-    if ((r = coord_create(&n->loop, n->engine, node_cluster_get(n->nc), &n->coord))) {
+    coord_options co;
+    coord_options_default(&co);
+    co.write_request_timeout_ms = c->write_request_timeout_in_ms;
+    co.read_request_timeout_ms = c->read_request_timeout_in_ms;
+    co.range_request_timeout_ms = c->range_request_timeout_in_ms;
+    co.hints_directory = c->hints_directory[0] ? c->hints_directory : NULL;
+    co.hinted_handoff_enabled = c->hinted_handoff_enabled;
+    co.max_hint_window_ms = c->max_hint_window_in_ms;
+    if ((r = coord_create_ex(&n->loop, n->engine, node_cluster_get(n->nc), &co, &n->coord))) {
         LOG_ERROR("node", "cannot create the coordinator: %s", ilion_strerror(r));
         goto fail;
     }
