@@ -398,11 +398,10 @@ static void level_groups(const coord *c, const schema_replication *repl, enum co
         if (repl->cls == SCHEMA_REPL_NTS) {
             g->n = 0;
             for (uint32_t i = 0; i < repl->ndcs && i < SCHEMA_MAX_DCS; i++)
-                g->need[g->n++] = (int)repl->dcs[i].rf / 2 + 1;
-            if (g->n == 0) {
-                g->n = 1;
-                g->need[0] = 1;
-            }
+                g->need[g->n++] = repl->dcs[i].rf ? (int)repl->dcs[i].rf / 2 + 1 : 0;
+            if (g->n > 0) return; /* a DC with RF 0 needs nobody */
+            g->n = 1;
+            g->need[0] = 1;
         } else {
             g->need[0] = total / 2 + 1;
         }
@@ -541,6 +540,7 @@ typedef struct wtarget {
 typedef struct wmut {
     coord_groups g;
     int got[SCHEMA_MAX_DCS];
+    int pend[SCHEMA_MAX_DCS];   /* replicas of the group still expected to answer */
 } wmut;
 
 struct wreq {
@@ -601,18 +601,18 @@ static bool wreq_met(const wreq *w, int *recv, int *blockfor) {
 static bool wreq_possible(const wreq *w) {
     for (size_t i = 0; i < w->nmut; i++) {
         const wmut *m = &w->muts[i];
-        for (int g = 0; g < m->g.n; g++) {
-            int can = m->got[g];
-            for (size_t t = 0; t < w->nt; t++) {
-                const wtarget *x = &w->t[t];
-                if (!x->outstanding) continue;
-                for (uint32_t k = 0; k < x->nm; k++)
-                    if (x->midx[k] == i && x->grp[k] == g) can++;
-            }
-            if (can < m->g.need[g]) return false;
-        }
+        for (int g = 0; g < m->g.n; g++)
+            if (m->got[g] + m->pend[g] < m->g.need[g]) return false;
     }
     return true;
+}
+
+/* A target starts (+1) or stops (-1) being expected. */
+static void target_pending(wtarget *t, int delta) {
+    t->outstanding = delta > 0;
+    t->w->refs += delta;
+    for (uint32_t k = 0; k < t->nm; k++)
+        if (t->grp[k] >= 0) t->w->muts[t->midx[k]].pend[t->grp[k]] += delta;
 }
 
 static void wreq_check(wreq *w) {
@@ -665,8 +665,7 @@ static void target_hint(wtarget *t) {
 static void local_synced(coord *c, void *arg, int err) {
     wtarget *t = arg;
     wreq *w = t->w;
-    t->outstanding = false;
-    w->refs--;
+    target_pending(t, -1);
     if (err == 0) {
         target_acked(t);
     } else {
@@ -679,8 +678,7 @@ static void local_synced(coord *c, void *arg, int err) {
 static void remote_answered(void *arg, int err, uint8_t verb, const uint8_t *p, size_t len) {
     wtarget *t = arg;
     wreq *w = t->w;
-    t->outstanding = false;
-    w->refs--;
+    target_pending(t, -1);
     if (err == 0) {
         target_acked(t);
     } else {
@@ -716,10 +714,7 @@ static void wreq_abort(coord_req *r) {
     for (size_t i = 0; i < w->nt; i++) {
         wtarget *t = &w->t[i];
         if (t->outstanding && !t->rep.local) {
-            if (net_cancel(w->c->ns, t->msg_id) == 0) {
-                t->outstanding = false;
-                w->refs--;
-            }
+            if (net_cancel(w->c->ns, t->msg_id) == 0) target_pending(t, -1);
         }
     }
     wreq_check(w); /* answers "shutting down" (closing is set), frees once refs reach 0 */
@@ -768,7 +763,9 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
     w->wt = wt;
     w->nmut = n;
     w->muts = calloc(n ? n : 1, sizeof *w->muts);
-    w->t = calloc(n * COORD_MAX_REPLICAS + 1, sizeof *w->t);
+    size_t maxt = c->cluster ? ring_endpoint_count(cluster_ring(c->cluster)) + 1 : 1;
+    if (maxt > n * COORD_MAX_REPLICAS + 1) maxt = n * COORD_MAX_REPLICAS + 1;
+    w->t = calloc(maxt, sizeof *w->t);
     if (!w->muts || !w->t) {
         wreq_free(w);
         return -12;
@@ -823,10 +820,6 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
     }
     w->refs = 1;
     coord_req_link(c, &w->link, wreq_abort);
-    uv_timer_init(c->loop, &w->timer);
-    w->timer.data = w;
-    w->timer_on = true;
-    uv_timer_start(&w->timer, wreq_timeout, c->opt.write_request_timeout_ms, 0);
     for (size_t ti = 0; ti < w->nt; ti++) {
         wtarget *t = &w->t[ti];
         if (t->rep.local) {
@@ -843,11 +836,9 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
                 rc = 0;
                 continue;
             }
-            t->outstanding = true;
-            w->refs++;
+            target_pending(t, +1);
             if (coord_wait_sync(c, pos, local_synced, t)) {
-                t->outstanding = false;
-                w->refs--;
+                target_pending(t, -1);
                 t->failed = true;
                 w->explicit_failure = true;
             }
@@ -855,13 +846,11 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
             t->failed = true;
             target_hint(t);
         } else {
-            t->outstanding = true;
-            w->refs++;
+            target_pending(t, +1);
             int r = net_request(c->ns, &t->rep.addr, NET_VERB_MUTATION, t->msg.data, t->msg.len,
                                 c->opt.write_request_timeout_ms, remote_answered, t, &t->msg_id);
             if (r) {
-                t->outstanding = false;
-                w->refs--;
+                target_pending(t, -1);
                 t->failed = true;
                 if (r == ILION_EUNAVAILABLE) target_hint(t);
                 else w->explicit_failure = true;
@@ -869,6 +858,13 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         }
     }
     w->refs--;
+    if (!w->answered || w->refs > 0) {
+        /* Something is still to come: the timeout runs from now (sends are immediate). */
+        uv_timer_init(c->loop, &w->timer);
+        w->timer.data = w;
+        w->timer_on = true;
+        uv_timer_start(&w->timer, wreq_timeout, c->opt.write_request_timeout_ms, 0);
+    }
     wreq_check(w);
     return 0;
 }
