@@ -21,8 +21,8 @@
 
 #include "ilion/util/arena.h"
 
-/* A NUL-terminated arena string with its length (len excludes the NUL; s may hold NULs for
- * blobs only). len == 0 and s == NULL mean "absent". */
+/* A NUL-terminated arena string with its length (len excludes the NUL). String literals may
+ * contain NUL bytes, so use len for them. s == NULL means "absent". */
 typedef struct cql_str {
     const char *s;
     uint32_t len;
@@ -119,7 +119,8 @@ typedef struct cql_term {
  * all child statements; each child's binds points into the batch's array. */
 enum cql_bind_role {
     CQL_BIND_VALUE,          /* a value of `column` (INSERT value, SET a = ?, WHERE a = ?, IF a = ?) */
-    CQL_BIND_IN_LIST,        /* `column IN ?`: a list of the column's type */
+    CQL_BIND_IN_LIST,        /* `column IN ?`: a list of the column's type
+                                ((c1, c2) IN ?: column absent, a list of tuples) */
     CQL_BIND_ELEMENT,        /* SET m[k] = ? / IF m[k] = ?: an element value of collection `column` */
     CQL_BIND_KEY,            /* m[?] (SET, DELETE, IF): a key/index of collection `column` */
     CQL_BIND_TOKEN,          /* token(a, b) > ?: bigint "partition key token" */
@@ -129,7 +130,9 @@ enum cql_bind_role {
     CQL_BIND_PER_PARTITION_LIMIT, /* PER PARTITION LIMIT ?: int "[per_partition_limit]" */
     CQL_BIND_FUNC_ARG,       /* an argument of a function call: `column` is the column the
                                 call's result is compared with / assigned to (may be absent) */
-    CQL_BIND_OTHER,          /* anywhere else (collection literal items, ...): column as above */
+    CQL_BIND_OTHER,          /* anywhere else: collection literal items (column = the column
+                                the literal is for), (c1, c2) > ? (column absent), selectors,
+                                CONTAINS values */
 };
 
 typedef struct cql_bind {
