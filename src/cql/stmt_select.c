@@ -343,6 +343,57 @@ static int add_filter(exec_req *r, sel *s, int ci, const cql_relation *w) {
     return 0;
 }
 
+/* Values of a (c1, c2, ...) relation's right side: a tuple literal or a bound tuple value.
+ * Answers errors and returns -1. */
+static int tuple_values(exec_req *r, const schema_table *t, const cql_relation *w, exec_val **out) {
+    exec_val *v = arena_alloc(&r->arena, w->ncols * sizeof *v);
+    if (!v) {
+        exec_error(r, CQLE_SERVER, "out of memory");
+        return -1;
+    }
+    const cql_term *val = w->value;
+    if (val && val->kind == CQL_TERM_TUPLE) {
+        if (val->u.coll.n != w->ncols) {
+            exec_error(r, CQLE_INVALID, "Expected %u elements in the tuple, got %u", w->ncols, val->u.coll.n);
+            return -1;
+        }
+        for (uint32_t k = 0; k < w->ncols; k++) {
+            const schema_column *col = &t->cols[t->npk + k];
+            if (exec_term_value(r, val->u.coll.items[k], &col->type, col->name, &v[k])) return -1;
+        }
+    } else if (val && val->kind == CQL_TERM_BIND) {
+        schema_type bt = SCHEMA_TYPE(SCHEMA_T_BLOB);
+        exec_val tv;
+        if (exec_term_value(r, val, &bt, "tuple", &tv)) return -1;
+        rd rr;
+        rd_init(&rr, tv.data, tv.len > 0 ? (size_t)tv.len : 0);
+        for (uint32_t k = 0; k < w->ncols; k++) {
+            uint32_t l;
+            char err[200];
+            const schema_column *col = &t->cols[t->npk + k];
+            if (tv.len < 0 || rd_u32(&rr, &l) || (int32_t)l < 0 || rd_bytes(&rr, l, &v[k].data)) {
+                exec_error(r, CQLE_INVALID, "Invalid tuple value bound for (%s, ...)", t->cols[t->npk].name);
+                return -1;
+            }
+            v[k].len = (int32_t)l;
+            if (schema_value_validate(&col->type, v[k].data, l, err, sizeof err)) {
+                exec_error(r, CQLE_INVALID, "Invalid value for %s: %s", col->name, err);
+                return -1;
+            }
+        }
+    } else {
+        exec_error(r, CQLE_INVALID, "Multi-column relations need a tuple of values on the right");
+        return -1;
+    }
+    for (uint32_t k = 0; k < w->ncols; k++)
+        if (v[k].len < 0) {
+            exec_error(r, CQLE_INVALID, "Invalid null value in tuple for %s", t->cols[t->npk + k].name);
+            return -1;
+        }
+    *out = v;
+    return 0;
+}
+
 static const uint8_t *bdup(exec_req *r, const buf *b) {
     return arena_dup(&r->arena, b->len ? b->data : (const uint8_t *)"", b->len ? b->len : 1);
 }
@@ -398,6 +449,7 @@ void stmt_select(exec_req *r, cql_stmt *st) {
     memset(lo, 0, nk * sizeof *lo);
     memset(hi, 0, nk * sizeof *hi);
     bool need_filtering = false, token_restricted = false;
+    const cql_relation *tup_eq = NULL, *tup_lo = NULL, *tup_hi = NULL;
     for (uint32_t i = 0; i < q->nwhere; i++) {
         const cql_relation *w = &q->where[i];
         if (w->lhs == CQL_LHS_TOKEN) {
@@ -428,7 +480,19 @@ void stmt_select(exec_req *r, cql_stmt *st) {
             return;
         }
         if (w->lhs == CQL_LHS_TUPLE) {
-            exec_error(r, CQLE_INVALID, "Multi-column relations (c1, c2) op (...) are not supported");
+            if (w->ncols == 0 || w->ncols > t->nck) goto bad_tuple;
+            for (uint32_t k = 0; k < w->ncols; k++)
+                if (!w->cols[k].s || strcmp(w->cols[k].s, t->cols[t->npk + k].name) != 0 ||
+                    t->cols[t->npk + k].desc != t->cols[t->npk].desc)
+                    goto bad_tuple;
+            const cql_relation **slot = w->op == CQL_OP_EQ ? &tup_eq
+                                      : (w->op == CQL_OP_GT || w->op == CQL_OP_GE) ? &tup_lo
+                                      : (w->op == CQL_OP_LT || w->op == CQL_OP_LE) ? &tup_hi : NULL;
+            if (!slot || *slot) goto bad_tuple;
+            *slot = w;
+            continue;
+        bad_tuple:
+            exec_error(r, CQLE_INVALID, "Multi-column relations must name the clustering columns in order from the first, all with the same clustering order, once each, with =, <, <=, > or >= (IN on tuples is not supported)");
             return;
         }
         int ci = schema_column_index(t, w->column.s ? w->column.s : "");
@@ -516,6 +580,27 @@ void stmt_select(exec_req *r, cql_stmt *st) {
         }
         buf_free(&b);
     }
+    /* Multi-column relations on the clustering key stand alone. */
+    if (tup_eq || tup_lo || tup_hi) {
+        for (uint16_t i = 0; i < t->nck; i++)
+            if (kv[t->npk + i].v || lo[t->npk + i] || hi[t->npk + i]) {
+                exec_error(r, CQLE_INVALID, "Clustering columns cannot be restricted by both single-column and multi-column relations");
+                return;
+            }
+        if (tup_eq && (tup_lo || tup_hi)) {
+            exec_error(r, CQLE_INVALID, "A multi-column equality cannot be combined with a multi-column range");
+            return;
+        }
+        if (tup_eq) {
+            /* (c1, c2) = (a, b) is c1 = a AND c2 = b */
+            exec_val *vals;
+            if (tuple_values(r, t, tup_eq, &vals)) return;
+            for (uint32_t k = 0; k < tup_eq->ncols; k++) {
+                kv[t->npk + k].n = 1;
+                kv[t->npk + k].v = &vals[k];
+            }
+        }
+    }
     /* Clustering: = prefix, then one range, the rest filtered. */
     bool ck_restricted = false;
     buf pre;
@@ -540,8 +625,44 @@ void stmt_select(exec_req *r, cql_stmt *st) {
         has_s = true;
         has_e = schema_prefix_successor(pre.data, pre.len, &eb);
     }
+    if (tup_lo || tup_hi) {
+        /* The tuple's bytes compare like the tuple (same order for every component). */
+        ck_restricted = true;
+        bool desc = t->cols[t->npk].desc;
+        for (int side = 0; side < 2; side++) {
+            const cql_relation *w = side == 0 ? tup_lo : tup_hi;
+            if (!w) continue;
+            exec_val *vals;
+            if (tuple_values(r, t, w, &vals)) goto out;
+            buf bound;
+            buf_init(&bound);
+            for (uint32_t k = 0; k < w->ncols; k++) {
+                const schema_column *col = &t->cols[t->npk + k];
+                schema_ck_encode(&col->type, col->desc, vals[k].data ? vals[k].data : (const uint8_t *)"", (size_t)vals[k].len, &bound);
+            }
+            bool incl = w->op == CQL_OP_GE || w->op == CQL_OP_LE;
+            if ((side == 0) != desc) {
+                buf_reset(&sb);
+                if (incl) {
+                    buf_put(&sb, bound.data, bound.len);
+                    has_s = true;
+                } else if (!(has_s = schema_prefix_successor(bound.data, bound.len, &sb))) {
+                    s->done = true;
+                }
+            } else {
+                buf_reset(&eb);
+                if (incl) has_e = schema_prefix_successor(bound.data, bound.len, &eb);
+                else {
+                    buf_put(&eb, bound.data, bound.len);
+                    has_e = true;
+                }
+            }
+            buf_free(&bound);
+        }
+        c = t->nck; /* every clustering column is handled */
+    }
     bool chain = c < t->nck && kv[t->npk + c].v != NULL;
-    ck_restricted = c > 0;
+    if (!tup_lo && !tup_hi) ck_restricted = c > 0;
     if (c < t->nck && (lo[t->npk + c] || hi[t->npk + c])) {
         chain = false;
         ck_restricted = true;

@@ -911,3 +911,49 @@ Test(exec, bound_sets_and_maps_are_normalized) {
     cr_assert_eq(be32_get(o->cell[0][1] + 4 + 13 + 9), 9, "the later duplicate key wins");
     rows_free(o);
 }
+
+Test(exec, multi_column_clustering_relations) {
+    schema_basic();
+    ok("CREATE TABLE g (k int, c1 int, c2 int, PRIMARY KEY (k, c1, c2))");
+    ok("CREATE TABLE gd (k int, c1 int, c2 int, PRIMARY KEY (k, c1, c2)) WITH CLUSTERING ORDER BY (c1 DESC, c2 DESC)");
+    char q[128];
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) {
+            snprintf(q, sizeof q, "INSERT INTO g (k, c1, c2) VALUES (1, %d, %d)", a, b);
+            ok(q);
+            snprintf(q, sizeof q, "INSERT INTO gd (k, c1, c2) VALUES (1, %d, %d)", a, b);
+            ok(q);
+        }
+    const char *tabs[2] = {"g", "gd"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(q, sizeof q, "SELECT c1, c2 FROM %s WHERE k = 1 AND (c1, c2) > (1, 2)", tabs[i]);
+        rows *o = query(q);
+        cr_assert_eq(o->nrows, 9, "%s: %u 0x%x %s", tabs[i], o->nrows, o->err, o->msg);
+        rows_free(o);
+        snprintf(q, sizeof q, "SELECT c1, c2 FROM %s WHERE k = 1 AND (c1, c2) >= (1, 2) AND (c1, c2) < (3, 1)", tabs[i]);
+        o = query(q);
+        cr_assert_eq(o->nrows, 7, "%s", tabs[i]);
+        rows_free(o);
+        snprintf(q, sizeof q, "SELECT c1, c2 FROM %s WHERE k = 1 AND (c1) <= (0)", tabs[i]);
+        o = query(q);
+        cr_assert_eq(o->nrows, 4, "%s", tabs[i]);
+        rows_free(o);
+        snprintf(q, sizeof q, "SELECT c1, c2 FROM %s WHERE k = 1 AND (c1, c2) = (2, 3)", tabs[i]);
+        o = query(q);
+        cr_assert_eq(o->nrows, 1);
+        cr_assert_eq(cell_int(o, 0, 0), 2);
+        cr_assert_eq(cell_int(o, 0, 1), 3);
+        rows_free(o);
+    }
+    uint8_t tup[16];
+    be32_put(tup, 4);
+    be32_put(tup + 4, 2);
+    be32_put(tup + 8, 4);
+    be32_put(tup + 12, 2);
+    cql_value tv = {tup, 16, NULL, 0};
+    rows *o = query_p("SELECT c1, c2 FROM g WHERE k = 1 AND (c1, c2) > ?", -1, NULL, 0, &tv, 1, 1);
+    cr_assert_eq(o->nrows, 5, "0x%x %s", o->err, o->msg); /* (2,3), (3,0..3) */
+    rows_free(o);
+    expect_err("SELECT * FROM g WHERE k = 1 AND (c2, c1) > (1, 1)", 0x2200);
+    expect_err("SELECT * FROM g WHERE k = 1 AND c1 = 1 AND (c1, c2) > (1, 1)", 0x2200);
+}
