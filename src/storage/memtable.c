@@ -21,7 +21,13 @@ typedef struct mt_node {
     uint8_t kind;
     uint8_t height;
     _Atomic(void *) data;                 /* header: st_deletion*, row: st_row* */
-    _Atomic(struct mt_node *) next[];
+    struct mt_link {
+        _Atomic(struct mt_node *) ptr;
+        /* The successor's token, so a search can tell it overshoots without loading the
+         * successor (a cache miss). Readers may see it stale against ptr: it is used only to
+         * descend early at levels above 0, which is always safe. */
+        _Atomic int64_t token;
+    } next[];
 } mt_node;
 
 struct memtable {
@@ -75,13 +81,13 @@ memtable *memtable_new_sized(uint64_t table_id, uint64_t start_pos, size_t expec
     m->table_id = table_id;
     m->start_pos = start_pos;
     arena_init(&m->arena);
-    m->head = arena_alloc(&m->arena, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(mt_node *));
+    m->head = arena_alloc(&m->arena, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(struct mt_link));
     if (!m->head) {
         free((void *)m->filter);
         free(m);
         return NULL;
     }
-    memset(m->head, 0, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(mt_node *));
+    memset(m->head, 0, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(struct mt_link));
     m->head->height = MT_MAX_HEIGHT;
     atomic_init(&m->height, 1);
     m->rng = 0x9E3779B97F4A7C15ULL ^ table_id ^ start_pos;
@@ -111,7 +117,7 @@ uint64_t memtable_start_pos(const memtable *m) { return m->start_pos; }
 uint64_t memtable_table_id(const memtable *m) { return m->table_id; }
 
 static inline mt_node *nx(mt_node *n, int level) {
-    return atomic_load_explicit(&n->next[level], memory_order_acquire);
+    return atomic_load_explicit(&n->next[level].ptr, memory_order_acquire);
 }
 
 /* Orders entries: (token, pk, kind, ck). */
@@ -131,7 +137,8 @@ static mt_node *find_ge(memtable *m, int64_t token, const uint8_t *pk, uint32_t 
     int level = atomic_load_explicit(&m->height, memory_order_relaxed) - 1;
     for (;;) {
         mt_node *n = nx(x, level);
-        if (n && node_cmp(n, token, pk, pklen, kind, ck, cklen) < 0) {
+        if (n && (level == 0 || atomic_load_explicit(&x->next[level].token, memory_order_relaxed) <= token) &&
+            node_cmp(n, token, pk, pklen, kind, ck, cklen) < 0) {
             x = n;
             continue;
         }
@@ -185,7 +192,7 @@ static st_row *row_copy(st_arena *a, const st_row *src, const uint8_t *ck) {
 static mt_node *insert_node(memtable *m, mt_node **prev, int64_t token, const uint8_t *pk,
                             uint32_t pklen, int kind, const uint8_t *ck, uint32_t cklen, void *data) {
     int h = random_height(m);
-    mt_node *n = arena_alloc(&m->arena, sizeof(mt_node) + (size_t)h * sizeof(mt_node *));
+    mt_node *n = arena_alloc(&m->arena, sizeof(mt_node) + (size_t)h * sizeof(struct mt_link));
     if (!n) return NULL;
     n->token = token;
     n->pk = pk;
@@ -201,8 +208,10 @@ static mt_node *insert_node(memtable *m, mt_node **prev, int64_t token, const ui
         atomic_store_explicit(&m->height, h, memory_order_relaxed);
     }
     for (int i = 0; i < h; i++) {
-        atomic_init(&n->next[i], atomic_load_explicit(&prev[i]->next[i], memory_order_relaxed));
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+        atomic_init(&n->next[i].ptr, atomic_load_explicit(&prev[i]->next[i].ptr, memory_order_relaxed));
+        atomic_init(&n->next[i].token, atomic_load_explicit(&prev[i]->next[i].token, memory_order_relaxed));
+        atomic_store_explicit(&prev[i]->next[i].token, token, memory_order_relaxed);
+        atomic_store_explicit(&prev[i]->next[i].ptr, n, memory_order_release);
     }
     atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
     return n;
