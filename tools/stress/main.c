@@ -76,6 +76,7 @@ struct stress {
 
     /* bootstrap */
     cqlc_conn *boot;
+    int boot_idx;      /* contact point (index into nodes) of the bootstrap connection */
     bool boot_lz4;
     int phase;
     snode nodes[STRESS_MAX_NODES];
@@ -200,6 +201,7 @@ static void add_tokens(stress *st, const cqlc_cell *cell, int node) {
 /* ---- bootstrap: schema, topology, connections, prepares ---- */
 
 static void boot_step(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
+static void boot_connected(cqlc_conn *c, int status, void *arg);
 
 enum { PH_KEYSPACE = 1, PH_TABLE, PH_LOCAL, PH_PEERS };
 
@@ -407,7 +409,7 @@ static void boot_step(cqlc_conn *c, int status, const cqlc_result *res, void *ar
         return;
     case PH_LOCAL:
         if (status == 0 && res->kind == CQLC_KIND_ROWS && res->nrows > 0 && res->meta.ncols >= 1) {
-            add_tokens(st, &res->cells[0], 0);
+            add_tokens(st, &res->cells[0], st->boot_idx);
         } else {
             fprintf(stderr, "ilion-stress: warning: no tokens from system.local (%s); routing "
                             "round-robin\n",
@@ -439,10 +441,29 @@ static void boot_step(cqlc_conn *c, int status, const cqlc_result *res, void *ar
     }
 }
 
+/* Opens the bootstrap connection to the next contact point (-node) that accepts one. */
+static void boot_open_next(stress *st) {
+    while (++st->boot_idx < st->nnodes) {
+        cqlc_conn_opts co = {.host = st->nodes[st->boot_idx].addr, .port = st->o.port,
+                             .lz4 = st->o.lz4, .timeout_ms = st->o.timeout_ms};
+        int rc = cqlc_conn_open(st->loop, &co, boot_connected, st, &st->boot);
+        if (rc == 0) return;
+        st->boot = NULL;
+        fprintf(stderr, "ilion-stress: cannot connect to %s: %s\n", co.host, ilion_strerror(rc));
+    }
+    fprintf(stderr, "ilion-stress: no contact point could be reached\n");
+    st->exit_code = 2;
+    finish(st);
+}
+
 static void boot_connected(cqlc_conn *c, int status, void *arg) {
     stress *st = arg;
     if (status < 0) {
-        fatal_setup(st, "connect", status, NULL);
+        fprintf(stderr, "ilion-stress: cannot connect to %s: %s\n", st->nodes[st->boot_idx].addr,
+                ilion_strerror(status));
+        cqlc_conn_close(st->boot, NULL, NULL);
+        st->boot = NULL;
+        if (!finished) boot_open_next(st);
         return;
     }
     char cql[512];
@@ -890,16 +911,8 @@ int main(int argc, char **argv) {
            st->o.command == STRESS_WRITE ? "write" : st->o.command == STRESS_READ ? "read" : "mixed",
            st->o.threads, st->o.inflight, st->o.threads * st->o.inflight, mode,
            st->o.lz4 ? "lz4" : "none", cqlc_consistency_name(st->o.cl));
-    cqlc_conn_opts co = {.host = st->nodes[0].addr, .port = st->o.port, .lz4 = st->o.lz4,
-                         .timeout_ms = st->o.timeout_ms};
-    rc = cqlc_conn_open(st->loop, &co, boot_connected, st, &st->boot);
-    if (rc < 0) {
-        fprintf(stderr, "ilion-stress: cannot connect to %s: %s\n", st->nodes[0].addr,
-                ilion_strerror(rc));
-        st->boot = NULL;
-        st->exit_code = 2;
-        finish(st);
-    }
+    st->boot_idx = -1;
+    boot_open_next(st);
     uv_run(st->loop, UV_RUN_DEFAULT);
     uv_loop_close(st->loop);
     if (st->log) fclose(st->log);
