@@ -579,3 +579,112 @@ Test(storage_engine, flush_failure_policy_stop_keeps_data, .init = setup, .fini 
     expect_val(e, 5, "b", "c", "second");
     storage_close(e);
 }
+
+typedef struct page_state {
+    int64_t tok[64];
+    char pk[64][32];
+    uint32_t pklen[64];
+    int n;
+} page_state;
+
+static int page_cb(void *arg, const st_partition *p) {
+    page_state *s = arg;
+    cr_assert_lt(s->n, 64);
+    s->tok[s->n] = p->token;
+    memcpy(s->pk[s->n], p->pk, p->pklen);
+    s->pklen[s->n] = p->pklen;
+    s->n++;
+    return 0;
+}
+
+Test(storage_engine, scan_paging_and_ttl_tombstones, .init = setup, .fini = teardown) {
+    storage_engine *e = open_engine(0);
+    storage_table_options to;
+    storage_table_options_default(&to);
+    to.gc_grace_seconds = 0;
+    cr_assert_eq(storage_table_create(e, 3, &to), 0);
+    for (int i = 0; i < 40; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "p%d", i);
+        put(e, 3, k, "c", 1, 100, "v");
+        if (i == 20) cr_assert_eq(storage_flush(e, 3, true), 0);
+    }
+    /* Full scan, then the same in pages of 7 resumed after the last key seen. */
+    page_state all = {0}, paged = {0};
+    int32_t now = clock_now_s();
+    cr_assert_eq(storage_scan(e, 3, INT64_MIN, NULL, 0, INT64_MAX, 0, now, page_cb, &all), 0);
+    cr_assert_eq(all.n, 40);
+    for (int i = 1; i < all.n; i++) cr_assert_lt(all.tok[i - 1], all.tok[i]);
+    int64_t st = INT64_MIN;
+    const char *spk = NULL;
+    uint32_t spl = 0;
+    for (;;) {
+        int before = paged.n;
+        cr_assert_eq(storage_scan(e, 3, st, spk, spl, INT64_MAX, 7, now, page_cb, &paged), 0);
+        if (paged.n == before) break;
+        cr_assert_leq(paged.n - before, 7);
+        st = paged.tok[paged.n - 1];
+        spk = paged.pk[paged.n - 1];
+        spl = paged.pklen[paged.n - 1];
+    }
+    cr_assert_eq(paged.n, 40);
+    for (int i = 0; i < 40; i++) cr_assert_eq(paged.tok[i], all.tok[i]);
+    /* A token range: (tok[9], tok[19]] holds exactly 10 partitions. */
+    page_state range = {0};
+    cr_assert_eq(storage_scan(e, 3, all.tok[9], NULL, 0, all.tok[19], 0, now, page_cb, &range), 0);
+    cr_assert_eq(range.n, 10);
+    cr_assert_eq(range.tok[0], all.tok[10]);
+
+    /* TTL: an expired cell reads as a tombstone dated at its write, then goes once purgeable. */
+    st_arena a;
+    arena_init(&a);
+    st_partition *m = st_partition_new(&a, 3, "ttl", 3);
+    st_row *r = st_partition_row(&a, m, "c", 1);
+    st_row_set_cell(&a, r, 1, 500, 10, now - 100, "gone", 4);   /* expired 90 s ago */
+    st_row_set_cell(&a, r, 2, 500, 1000, now, "here", 4);
+    uint64_t pos;
+    cr_assert_eq(storage_apply(e, m, &pos), 0);
+    st_partition *p;
+    to.gc_grace_seconds = 0;
+    cr_assert_eq(storage_read(e, 3, "ttl", 3, NULL, now, &a, &p), 0);
+    cr_assert_not_null(p);
+    /* gc_grace 0: the expired cell's tombstone (local time now-100) is already purgeable. */
+    cr_assert_eq(p->rows[0].ncells, 1);
+    cr_assert_eq(p->rows[0].cells[0].col, 2);
+    cr_assert_eq(storage_flush(e, 3, true), 0);
+    cr_assert_eq(storage_compact(e, 3), 0);
+    cr_assert_eq(storage_read(e, 3, "ttl", 3, NULL, now, &a, &p), 0);
+    cr_assert_eq(p->rows[0].ncells, 1);
+    /* Read far in the future: the second cell expired too, nothing left. */
+    cr_assert_eq(storage_read(e, 3, "ttl", 3, NULL, now + 5000, &a, &p), 0);
+    cr_assert_null(p);
+    arena_free(&a);
+    storage_close(e);
+}
+
+Test(storage_engine, expired_cell_is_tombstone_within_gc_grace, .init = setup, .fini = teardown) {
+    storage_engine *e = open_engine(0);
+    cr_assert_eq(storage_table_create(e, 4, NULL), 0);
+    int32_t now = clock_now_s();
+    st_arena a;
+    arena_init(&a);
+    st_partition *m = st_partition_new(&a, 4, "k", 1);
+    st_row_set_cell(&a, st_partition_row(&a, m, "c", 1), 1, 700, 10, now - 100, "old", 3);
+    uint64_t pos;
+    cr_assert_eq(storage_apply(e, m, &pos), 0);
+    for (int round = 0; round < 2; round++) {
+        st_partition *p;
+        cr_assert_eq(storage_read(e, 4, "k", 1, NULL, now, &a, &p), 0);
+        cr_assert_not_null(p);
+        cr_assert_eq(p->rows[0].ncells, 1);
+        const st_cell *c = &p->rows[0].cells[0];
+        cr_assert(c->flags & ST_CELL_TOMBSTONE);
+        cr_assert_null(c->value);
+        cr_assert_eq(c->ts, 700);
+        cr_assert_eq(c->expiry, now - 100); /* expiry - ttl: when it was written */
+        cr_assert_eq(storage_flush(e, 4, true), 0);
+        cr_assert_eq(storage_compact(e, 4), 0);
+    }
+    arena_free(&a);
+    storage_close(e);
+}
