@@ -85,9 +85,9 @@ static void node_start(int i, const char *dc) {
 
     coord_options co;
     coord_options_default(&co);
-    co.write_request_timeout_ms = 600;
-    co.read_request_timeout_ms = 600;
-    co.range_request_timeout_ms = 1000;
+    co.write_request_timeout_ms = 1500;
+    co.read_request_timeout_ms = 1500;
+    co.range_request_timeout_ms = 3000;
     co.hints_directory = h;
     co.hint_check_interval_ms = 100;
     cr_assert_eq(coord_create_ex(&loop, n->eng, n->cl, &co, &n->co), 0);
@@ -297,7 +297,7 @@ Test(coord_cluster, write_timeout_when_a_replica_never_answers) {
     /* The silent replica gets a hint once its request times out (late state is harmless). */
     coord_stats st;
     coord_get_stats(nodes[0].co, &st);
-    RUN_UNTIL((coord_get_stats(nodes[0].co, &st), st.hints_written >= 1), 3000);
+    RUN_UNTIL((coord_get_stats(nodes[0].co, &st), st.hints_written >= 1), 5000);
     cr_assert_geq(st.hints_written, 1);
     cr_assert_eq(st.write_timeouts, 1);
     /* Reads time out the same way when the replica drops READ. */
@@ -469,7 +469,7 @@ Test(coord_cluster, hint_delivered_when_the_node_comes_back) {
     net_addr_parse("127.0.0.3", port, &a3);
     RUN_UNTIL(!cluster_is_alive(nodes[0].cl, &a3), 5000);
     wres w = write_kv(0, &r3, "h1", "hinted", 1000, COORD_CL_QUORUM);
-    cr_assert(!w.err);
+    cr_assert(!w.err, "%x %s", w.e.code, w.e.message);
     w = write_kv(0, &r3, "h2", "hinted2", 1000, COORD_CL_ONE);
     cr_assert(!w.err);
     coord_stats st;
