@@ -165,6 +165,12 @@ void system_tables_select(exec_req *r, const schema_table *t, const cql_select *
 schema_table *exec_table(exec_req *r, const cql_qname *q);
 const char *exec_ks_name(exec_req *r, const cql_qname *q); /* NULL after answering an error */
 
+static inline bool exec_has_static(const schema_table *t) {
+    for (uint16_t i = (uint16_t)(t->npk + t->nck); i < t->ncols; i++)
+        if (t->cols[i].kind == SCHEMA_COL_STATIC) return true;
+    return false;
+}
+
 /* --- values (stmt_values.c) ----------------------------------------------------------- */
 /* A resolved value: data/len with len -1 null, -2 unset. */
 typedef struct exec_val {

@@ -418,13 +418,9 @@ static void create_table(exec_req *r, const cql_create_table *ct) {
                 exec_error(r, CQLE_INVALID, "Multiple definition of identifier %s", cn);
                 goto fail;
             }
-        if (d->is_static) {
-            exec_error(r, CQLE_INVALID, "Static columns are not supported (column %s)", cn);
-            goto fail;
-        }
         snprintf(tmp[i].name, sizeof tmp[i].name, "%s", cn);
         if (column_type(r, d->type, cn, &tmp[i].type)) goto fail;
-        tmp[i].kind = SCHEMA_COL_REGULAR;
+        tmp[i].kind = d->is_static ? SCHEMA_COL_STATIC : SCHEMA_COL_REGULAR;
     }
     uint32_t at = 0;
     for (uint32_t pass = 0; pass < 2; pass++) {
@@ -436,6 +432,10 @@ static void create_table(exec_req *r, const cql_create_table *ct) {
                 if (strcmp(tmp[j].name, names[i].s ? names[i].s : "") == 0) break;
             if (j == ct->ncols) {
                 exec_error(r, CQLE_INVALID, "Unknown definition %s referenced in PRIMARY KEY", names[i].s ? names[i].s : "");
+                goto fail;
+            }
+            if (tmp[j].kind == SCHEMA_COL_STATIC) {
+                exec_error(r, CQLE_INVALID, "Static column %s cannot be part of the PRIMARY KEY", tmp[j].name);
                 goto fail;
             }
             if (tmp[j].kind != SCHEMA_COL_REGULAR) {
@@ -457,10 +457,17 @@ static void create_table(exec_req *r, const cql_create_table *ct) {
     }
     t->npk = (uint16_t)ct->npk;
     t->nck = (uint16_t)ct->nck;
-    uint32_t rest = at;
-    for (uint32_t j = 0; j < ct->ncols; j++)
-        if (tmp[j].kind == SCHEMA_COL_REGULAR) t->cols[at++] = tmp[j];
-    qsort(t->cols + rest, at - rest, sizeof *t->cols, cmp_col_name);
+    /* static columns (by name), then regular columns (by name) */
+    for (int kind = SCHEMA_COL_STATIC; kind >= SCHEMA_COL_REGULAR; kind--) {
+        uint32_t rest = at;
+        for (uint32_t j = 0; j < ct->ncols; j++)
+            if (tmp[j].kind == kind) t->cols[at++] = tmp[j];
+        qsort(t->cols + rest, at - rest, sizeof *t->cols, cmp_col_name);
+        if (kind == SCHEMA_COL_STATIC && at > rest && ct->nck == 0) {
+            exec_error(r, CQLE_INVALID, "Static columns are only useful (and thus allowed) if the table has at least one clustering column");
+            goto fail;
+        }
+    }
     for (uint16_t i = 0; i < t->ncols; i++) t->cols[i].id = i;
     for (uint32_t i = 0; i < ct->norder; i++) {
         const char *cn = ct->order[i].column.s ? ct->order[i].column.s : "";

@@ -488,8 +488,17 @@ static int build_insert(exec_req *r, const schema_table *t, const cql_insert *in
         given[ci] = true;
         if (exec_term_value(r, in->values[i], &t->cols[ci].type, t->cols[ci].name, &vals[ci])) return -1;
     }
+    /* Without clustering values an INSERT may only set static columns. */
+    bool ck_missing = false, any_regular = false, any_static = false;
+    for (uint16_t i = t->npk; i < t->npk + t->nck; i++) ck_missing |= !given[i];
+    for (uint16_t i = (uint16_t)(t->npk + t->nck); i < t->ncols; i++)
+        if (given[i]) {
+            any_static |= t->cols[i].kind == SCHEMA_COL_STATIC;
+            any_regular |= t->cols[i].kind != SCHEMA_COL_STATIC;
+        }
+    bool static_only = ck_missing && any_static && !any_regular && !in->if_not_exists;
     for (uint16_t i = 0; i < t->npk + t->nck; i++)
-        if (!given[i]) {
+        if (!given[i] && (i < t->npk || !static_only)) {
             exec_error(r, CQLE_INVALID, "Some %s are missing: %s",
                        i < t->npk ? "partition key parts" : "clustering keys", t->cols[i].name);
             return -1;
@@ -499,34 +508,48 @@ static int build_insert(exec_req *r, const schema_table *t, const cql_insert *in
         kv[i].n = 1;
         kv[i].v = &vals[i];
     }
-    exec_val *pk, *ck;
+    exec_val *pk, *ck = NULL;
     uint32_t n1, n2;
-    if (product(r, t, 0, t->npk, kv, false, &pk, &n1) ||
-        product(r, t, t->npk, t->nck, kv + t->npk, true, &ck, &n2))
-        return -1;
+    if (product(r, t, 0, t->npk, kv, false, &pk, &n1)) return -1;
+    if (!static_only && product(r, t, t->npk, t->nck, kv + t->npk, true, &ck, &n2)) return -1;
     st_partition *p = part_for(r, ml, t, &pk[0]);
     if (!p) return -1;
-    st_row *row = st_partition_row(&r->arena, p, ck[0].data, (uint32_t)ck[0].len);
-    if (!row) {
-        exec_error(r, CQLE_SERVER, "out of memory");
-        return -1;
+    st_row *srow = NULL, *row = NULL;
+    if (any_static && !(srow = st_partition_row(&r->arena, p, "", 0))) goto oom;
+    if (!static_only) {
+        if (!(row = st_partition_row(&r->arena, p, ck[0].data, (uint32_t)ck[0].len))) goto oom;
+        set_marker(row, &o);
     }
-    set_marker(row, &o);
     for (uint16_t i = (uint16_t)(t->npk + t->nck); i < t->ncols; i++)
-        if (given[i] && set_cell(r, row, &t->cols[i], &o, &vals[i])) return -1;
+        if (given[i] && set_cell(r, t->cols[i].kind == SCHEMA_COL_STATIC ? srow : row, &t->cols[i], &o, &vals[i]))
+            return -1;
     if (l) {
         l->pk = pk[0];
         l->ck = ck[0];
         l->if_not_exists = in->if_not_exists;
     }
     return 0;
+oom:
+    exec_error(r, CQLE_SERVER, "out of memory");
+    return -1;
 }
 
 static int build_update(exec_req *r, const schema_table *t, const cql_update *up, mut_list *ml,
                         targets *tg) {
     wopts o;
     if (using_opts(r, t, &up->using, &o)) return -1;
-    if (where_targets(r, t, up->where, up->nwhere, true, tg)) return -1;
+    bool all_static = up->nset > 0, any_static = false;
+    for (uint32_t i = 0; i < up->nset; i++) {
+        const schema_column *c = schema_column_get(t, up->set[i].column.s ? up->set[i].column.s : "");
+        bool st = c && c->kind == SCHEMA_COL_STATIC;
+        all_static &= st;
+        any_static |= st;
+    }
+    if (where_targets(r, t, up->where, up->nwhere, !all_static, tg)) return -1;
+    if (all_static && t->nck && tg->ck_given) {
+        exec_error(r, CQLE_INVALID, "Invalid restrictions on clustering columns since the UPDATE statement modifies only static columns");
+        return -1;
+    }
     exec_val *vals = arena_alloc(&r->arena, (up->nset ? up->nset : 1) * sizeof *vals);
     int *cis = arena_alloc(&r->arena, (up->nset ? up->nset : 1) * sizeof *cis);
     if (!vals || !cis) {
@@ -554,14 +577,25 @@ static int build_update(exec_req *r, const schema_table *t, const cql_update *up
     for (uint32_t k = 0; k < tg->npk; k++) {
         st_partition *p = part_for(r, ml, t, &tg->pks[k]);
         if (!p) return -1;
-        for (uint32_t j = 0; j < tg->nck; j++) {
+        if (any_static) {
+            st_row *srow = st_partition_row(&r->arena, p, "", 0);
+            if (!srow) {
+                exec_error(r, CQLE_SERVER, "out of memory");
+                return -1;
+            }
+            for (uint32_t i = 0; i < up->nset; i++)
+                if (t->cols[cis[i]].kind == SCHEMA_COL_STATIC && set_cell(r, srow, &t->cols[cis[i]], &o, &vals[i]))
+                    return -1;
+        }
+        for (uint32_t j = 0; j < tg->nck && !all_static; j++) {
             st_row *row = st_partition_row(&r->arena, p, tg->cks[j].data, (uint32_t)tg->cks[j].len);
             if (!row) {
                 exec_error(r, CQLE_SERVER, "out of memory");
                 return -1;
             }
             for (uint32_t i = 0; i < up->nset; i++)
-                if (set_cell(r, row, &t->cols[cis[i]], &o, &vals[i])) return -1;
+                if (t->cols[cis[i]].kind != SCHEMA_COL_STATIC && set_cell(r, row, &t->cols[cis[i]], &o, &vals[i]))
+                    return -1;
         }
     }
     return 0;
@@ -589,7 +623,12 @@ static int build_delete(exec_req *r, const schema_table *t, const cql_delete *d,
         }
         cis[i] = ci;
     }
-    if (d->ncols && !tg->ck_given) {
+    bool any_regular = false, any_static = false;
+    for (uint32_t i = 0; i < d->ncols; i++) {
+        any_static |= t->cols[cis[i]].kind == SCHEMA_COL_STATIC;
+        any_regular |= t->cols[cis[i]].kind != SCHEMA_COL_STATIC;
+    }
+    if (any_regular && !tg->ck_given) {
         exec_error(r, CQLE_INVALID, "Column deletions need every clustering column in the WHERE clause");
         return -1;
     }
@@ -597,6 +636,17 @@ static int build_delete(exec_req *r, const schema_table *t, const cql_delete *d,
     for (uint32_t k = 0; k < tg->npk; k++) {
         st_partition *p = part_for(r, ml, t, &tg->pks[k]);
         if (!p) return -1;
+        if (any_static) {
+            st_row *srow = st_partition_row(&r->arena, p, "", 0);
+            if (!srow) {
+                exec_error(r, CQLE_SERVER, "out of memory");
+                return -1;
+            }
+            for (uint32_t i = 0; i < d->ncols; i++)
+                if (t->cols[cis[i]].kind == SCHEMA_COL_STATIC && set_cell(r, srow, &t->cols[cis[i]], &o, &null))
+                    return -1;
+            if (!any_regular) continue;
+        }
         if (!tg->ck_given) {
             p->del.ts = o.ts;
             p->del.local_time = o.now;
@@ -613,7 +663,8 @@ static int build_delete(exec_req *r, const schema_table *t, const cql_delete *d,
                 row->del.local_time = o.now;
             } else {
                 for (uint32_t i = 0; i < d->ncols; i++)
-                    if (set_cell(r, row, &t->cols[cis[i]], &o, &null)) return -1;
+                    if (t->cols[cis[i]].kind != SCHEMA_COL_STATIC && set_cell(r, row, &t->cols[cis[i]], &o, &null))
+                        return -1;
             }
         }
     }
@@ -700,6 +751,10 @@ static void run_conditional(exec_req *r, cql_stmt *st) {
         }
         if (ci < l->t->npk + l->t->nck) {
             exec_error(r, CQLE_INVALID, "PRIMARY KEY column '%s' cannot have IF conditions", l->t->cols[ci].name);
+            return;
+        }
+        if (l->t->cols[ci].kind == SCHEMA_COL_STATIC) {
+            exec_error(r, CQLE_INVALID, "IF conditions on static columns are not supported (%s)", l->t->cols[ci].name);
             return;
         }
         if (c->op == CQL_OP_IN) {

@@ -22,6 +22,7 @@ typedef struct sel {
     storage_slice slice;
     bool reversed;
     bool distinct;
+    bool statics;               /* the table has static columns */
     uint32_t nfilt;
     filt *filts;
     bool filtering;             /* filters present: no limit pushdown */
@@ -51,7 +52,26 @@ static const uint8_t *keep(exec_req *r, const uint8_t *p, uint32_t n) {
 }
 
 /* Fills s->vals for row (key columns decoded, regular cells live at now). */
-static int row_values(sel *s, const st_partition *p, const st_row *row, const st_cell **cells) {
+static void cells_into(sel *s, const st_partition *p, const st_row *row, const st_cell **cells) {
+    const schema_table *t = s->t;
+    int64_t dts = row->del.ts > p->del.ts ? row->del.ts : p->del.ts;
+    uint16_t first = (uint16_t)(t->npk + t->nck);
+    for (uint32_t j = 0; j < row->ncells; j++) {
+        const st_cell *c = &row->cells[j];
+        if (c->ts <= dts || !st_cell_live(c, s->now)) continue;
+        /* ids of non-key columns are their indexes */
+        if (c->col >= first && c->col < t->ncols && t->cols[c->col].id == c->col) {
+            s->vals[c->col].data = c->value;
+            s->vals[c->col].len = (int32_t)c->len;
+            cells[c->col] = c;
+        }
+    }
+}
+
+/* Fills s->vals for row (NULL: a partition with only static values): key columns decoded,
+ * cells live at now, static columns from srow. */
+static int row_values(sel *s, const st_partition *p, const st_row *row, const st_row *srow,
+                      const st_cell **cells) {
     const schema_table *t = s->t;
     for (uint16_t i = 0; i < t->ncols; i++) {
         s->vals[i].len = -1;
@@ -65,6 +85,8 @@ static int row_values(sel *s, const st_partition *p, const st_row *row, const st
         s->vals[i].data = pv[i];
         s->vals[i].len = (int32_t)pl[i];
     }
+    if (srow) cells_into(s, p, srow, cells);
+    if (!row) return 0;
     buf_reset(&s->ckbuf);
     size_t offs[SCHEMA_MAX_COLUMNS + 1];
     rd rr;
@@ -80,18 +102,7 @@ static int row_values(sel *s, const st_partition *p, const st_row *row, const st
         s->vals[t->npk + i].data = s->ckbuf.data ? s->ckbuf.data + offs[i] : (const uint8_t *)"";
         s->vals[t->npk + i].len = (int32_t)(offs[i + 1] - offs[i]);
     }
-    int64_t dts = row->del.ts > p->del.ts ? row->del.ts : p->del.ts;
-    uint16_t first = (uint16_t)(t->npk + t->nck);
-    for (uint32_t j = 0; j < row->ncells; j++) {
-        const st_cell *c = &row->cells[j];
-        if (c->ts <= dts || !st_cell_live(c, s->now)) continue;
-        /* ids of regular columns are their indexes */
-        if (c->col >= first && c->col < t->ncols && t->cols[c->col].id == c->col) {
-            s->vals[c->col].data = c->value;
-            s->vals[c->col].len = (int32_t)c->len;
-            cells[c->col] = c;
-        }
-    }
+    cells_into(s, p, row, cells);
     return 0;
 }
 
@@ -128,6 +139,51 @@ static int ck_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl) 
     return st_ck_compare(a, al, b, bl);
 }
 
+enum { ROW_SKIPPED, ROW_TAKEN, ROW_STOP };
+
+/* Filters, counts or emits one row (NULL: the static-only row of a partition). */
+static int take_row(exec_req *r, sel *s, const st_partition *p, const st_row *row,
+                    const st_row *srow, const st_cell **cells, uint32_t *ppl_done) {
+    const schema_table *t = s->t;
+    if (row_values(s, p, row, srow, cells)) {
+        s->err = 2;
+        s->done = true;
+        return ROW_STOP;
+    }
+    for (uint32_t f = 0; f < s->nfilt; f++)
+        if (!select_filter_match(t, &s->filts[f], &s->vals[s->filts[f].col])) return ROW_SKIPPED;
+    (*ppl_done)++;
+    if (s->selc.count) {
+        s->count++;
+    } else {
+        emit(s, p, cells);
+        s->rows_in_page++;
+    }
+    if (s->pos.remaining != UINT32_MAX && --s->pos.remaining == 0) {
+        s->done = true;
+        return ROW_STOP;
+    }
+    if (!s->selc.count && s->rows_in_page >= s->page_size) {
+        s->page_full = true;
+        if (!row || s->distinct || *ppl_done >= s->ppl) return ROW_STOP; /* partition finished */
+        s->pos.pk = keep(r, p->pk, p->pklen);
+        s->pos.pklen = p->pklen;
+        s->pos.ck = keep(r, row->ck, row->cklen);
+        s->pos.cklen = row->cklen;
+        s->pos.ppl_done = *ppl_done;
+        s->pos.in_partition = true;
+        return ROW_STOP;
+    }
+    return ROW_TAKEN;
+}
+
+static bool row_has_live_cells(const sel *s, const st_partition *p, const st_row *row) {
+    int64_t dts = row->del.ts > p->del.ts ? row->del.ts : p->del.ts;
+    for (uint32_t j = 0; j < row->ncells; j++)
+        if (row->cells[j].ts > dts && st_cell_live(&row->cells[j], s->now)) return true;
+    return false;
+}
+
 /* Processes one partition's rows. after_ck: resume strictly after this ck (in read order). */
 static void process_partition(exec_req *r, sel *s, const st_partition *p, const uint8_t *after_ck,
                               uint32_t after_len, bool resuming) {
@@ -135,9 +191,12 @@ static void process_partition(exec_req *r, sel *s, const st_partition *p, const 
     const schema_table *t = s->t;
     const st_cell **cells = arena_alloc(&r->arena, t->ncols * sizeof *cells);
     uint32_t ppl_done = resuming ? s->pos.ppl_done : 0;
+    /* Static values live in the row with the empty clustering key, which sorts first. */
+    const st_row *srow = t->nck && p->nrows && p->rows[0].cklen == 0 ? &p->rows[0] : NULL;
     bool any = false;
     for (uint32_t k = 0; k < p->nrows && !s->done && !s->page_full; k++) {
         const st_row *row = &p->rows[s->reversed ? p->nrows - 1 - k : k];
+        if (row == srow) continue;
         if (!storage_slice_contains(&s->slice, row->ck, row->cklen)) continue;
         if (after_ck || (resuming && after_len == 0 && t->nck == 0)) {
             int c = ck_cmp(row->ck, row->cklen, after_ck ? after_ck : (const uint8_t *)"", after_len);
@@ -145,41 +204,20 @@ static void process_partition(exec_req *r, sel *s, const st_partition *p, const 
         }
         if (!st_row_live(row, &p->del, s->now)) continue;
         if (ppl_done >= s->ppl) break;
-        if (row_values(s, p, row, cells)) {
-            s->err = 2;
-            s->done = true;
-            return;
-        }
-        bool ok = true;
-        for (uint32_t f = 0; f < s->nfilt && ok; f++)
-            ok = select_filter_match(t, &s->filts[f], &s->vals[s->filts[f].col]);
-        if (!ok) continue;
-        ppl_done++;
-        any = true;
-        if (s->selc.count) {
-            s->count++;
-        } else {
-            emit(s, p, cells);
-            s->rows_in_page++;
-        }
-        if (s->pos.remaining != UINT32_MAX && --s->pos.remaining == 0) {
-            s->done = true;
+        int rc = take_row(r, s, p, row, srow, cells, &ppl_done);
+        if (rc == ROW_TAKEN || rc == ROW_STOP) any = true;
+        if (rc == ROW_STOP) {
+            if (s->err || s->pos.in_partition) return;
             break;
         }
-        if (!s->selc.count && s->rows_in_page >= s->page_size) {
-            s->page_full = true;
-            if (s->distinct || ppl_done >= s->ppl) break; /* the partition is finished */
-            s->pos.pk = keep(r, p->pk, p->pklen);
-            s->pos.pklen = p->pklen;
-            s->pos.ck = keep(r, row->ck, row->cklen);
-            s->pos.cklen = row->cklen;
-            s->pos.ppl_done = ppl_done;
-            s->pos.in_partition = true;
-            return;
-        }
-        if (s->distinct) break;
+        if (s->distinct && rc == ROW_TAKEN) break;
     }
-    (void)any;
+    /* A partition with static values but no rows still shows as one row (without clustering
+     * restrictions), as in Cassandra. */
+    if (!any && srow && !resuming && !s->done && !s->page_full && !s->slice.start && !s->slice.end &&
+        ppl_done < s->ppl && row_has_live_cells(s, p, srow)) {
+        if (take_row(r, s, p, NULL, srow, cells, &ppl_done) == ROW_STOP && s->err) return;
+    }
     s->pos.pk = keep(r, p->pk, p->pklen);
     s->pos.pklen = p->pklen;
     s->pos.ck = NULL;
@@ -262,6 +300,11 @@ static storage_slice resume_slice(sel *s, storage_slice *tmp) {
     /* Rows are filtered and reversed here; the engine gets a plain forward slice. */
     tmp->reversed = false;
     tmp->limit = 0;
+    if (s->statics) { /* the static row sorts before every bound: read from the start */
+        tmp->start = NULL;
+        tmp->start_len = 0;
+        return *tmp;
+    }
     if (!s->filtering && !s->reversed && !s->selc.count) {
         uint64_t want = s->page_size - s->rows_in_page;
         if (s->pos.remaining < want) want = s->pos.remaining;
@@ -430,9 +473,12 @@ void stmt_select(exec_req *r, cql_stmt *st) {
     if (select_selection(r, t, q, &s->selc)) return;
     if (select_limits(r, q, &s->limit, &s->ppl)) return;
     s->distinct = q->distinct;
+    s->statics = exec_has_static(t);
     if (s->distinct)
         for (uint32_t i = 0; i < s->selc.n; i++)
-            if (s->selc.items[i].kind == SELK_COL ? s->selc.items[i].col >= t->npk : s->selc.items[i].kind != SELK_TOKEN) {
+            if (s->selc.items[i].kind == SELK_COL
+                    ? s->selc.items[i].col >= t->npk && t->cols[s->selc.items[i].col].kind != SCHEMA_COL_STATIC
+                    : s->selc.items[i].kind != SELK_TOKEN) {
                 exec_error(r, CQLE_INVALID, "SELECT DISTINCT queries must only request partition key columns and/or static columns (not %s)", s->selc.cols[i].name);
                 return;
             }

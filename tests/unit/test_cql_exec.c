@@ -957,3 +957,47 @@ Test(exec, multi_column_clustering_relations) {
     expect_err("SELECT * FROM g WHERE k = 1 AND (c2, c1) > (1, 1)", 0x2200);
     expect_err("SELECT * FROM g WHERE k = 1 AND c1 = 1 AND (c1, c2) > (1, 1)", 0x2200);
 }
+
+Test(exec, static_columns) {
+    schema_basic();
+    ok("CREATE TABLE st (k int, c int, s text STATIC, v int, PRIMARY KEY (k, c))");
+    expect_err("CREATE TABLE bad (k int PRIMARY KEY, s int STATIC)", 0x2200);
+    ok("INSERT INTO st (k, c, s, v) VALUES (1, 1, 'a', 10)");
+    ok("INSERT INTO st (k, c, v) VALUES (1, 2, 20)");
+    ok("INSERT INTO st (k, s) VALUES (2, 'only')");
+    rows *o = query("SELECT * FROM st WHERE k = 1");
+    cr_assert_eq(o->nrows, 2, "0x%x %s", o->err, o->msg);
+    int si = col_of(o, "s");
+    cr_assert_str_eq(o->names[2], "s", "static columns come right after the key");
+    cr_assert_eq(memcmp(o->cell[0][si], "a", 1), 0);
+    cr_assert_eq(memcmp(o->cell[1][si], "a", 1), 0, "the static value shows on every row");
+    rows_free(o);
+    o = query("SELECT k, c, s, v FROM st WHERE k = 2");
+    cr_assert_eq(o->nrows, 1, "a partition with only static values is one row");
+    cr_assert_eq(o->clen[0][1], -1);
+    cr_assert_eq(memcmp(o->cell[0][2], "only", 4), 0);
+    rows_free(o);
+    ok("UPDATE st SET s = 'b' WHERE k = 1");
+    expect_err("UPDATE st SET s = 'b' WHERE k = 1 AND c = 1", 0x2200);
+    expect_err("UPDATE st SET v = 1 WHERE k = 1", 0x2200);
+    o = query("SELECT s FROM st WHERE k = 1 AND c = 2");
+    cr_assert_eq(o->nrows, 1);
+    cr_assert_eq(memcmp(o->cell[0][0], "b", 1), 0, "a slice still sees the static row");
+    rows_free(o);
+    uint32_t pages;
+    cr_assert_eq(page_through("SELECT * FROM st", 1, &pages), 3);
+    cr_assert_eq(page_through("SELECT DISTINCT k, s FROM st", 1, &pages), 2);
+    ok("DELETE s FROM st WHERE k = 1");
+    o = query("SELECT s, v FROM st WHERE k = 1");
+    cr_assert_eq(o->nrows, 2);
+    cr_assert_eq(o->clen[0][0], -1);
+    cr_assert_eq(cell_int(o, 0, 1), 10);
+    rows_free(o);
+    ok("DELETE s FROM st WHERE k = 2");
+    o = query("SELECT * FROM st WHERE k = 2");
+    cr_assert_eq(o->nrows, 0);
+    rows_free(o);
+    o = query("SELECT kind FROM system_schema.columns WHERE keyspace_name = 'ks' AND table_name = 'st' AND column_name = 's'");
+    cr_assert_eq(memcmp(o->cell[0][0], "static", 6), 0);
+    rows_free(o);
+}
