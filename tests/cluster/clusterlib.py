@@ -115,7 +115,10 @@ commitlog_sync_period_in_ms: 1000
         os.makedirs(os.path.join(d, "logs"), exist_ok=True)
         logf = open(os.path.join(d, "logs", "system.log"), "ab")
         self.logs[i] = os.path.join(d, "logs", "system.log")
-        p = subprocess.Popen([self.bin, "--config", os.path.join(d, "conf", "cassandra.yaml")],
+        args = [self.bin, "--config", os.path.join(d, "conf", "cassandra.yaml")]
+        if os.environ.get("ILION_LOG_LEVEL"):
+            args += ["--log-level", os.environ["ILION_LOG_LEVEL"]]
+        p = subprocess.Popen(args,
                              stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         logf.close()
         self.procs[i] = p
