@@ -1,0 +1,180 @@
+/* ilion-stress against a real node: starts build/ilion on a private loopback address with a
+ * temporary data directory, runs `ilion-stress write` then `read` (which checks every value),
+ * a mixed run with lz4 and simple statements, and stops the node. Skipped when the node or the
+ * stress binary was not built next to this test. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+static char build_dir[PATH_MAX];
+static char node_bin[PATH_MAX + 16], stress_bin[PATH_MAX + 32], sample[PATH_MAX + 64];
+static char tmpdir[] = "/tmp/test_stress_e2e_XXXXXX";
+static char ip[32];
+static pid_t node_pid = -1;
+
+static bool find_binaries(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return false;
+    exe[n] = 0;
+    /* <build>/tests/test_stress_e2e */
+    snprintf(build_dir, sizeof build_dir, "%s", dirname(dirname(exe)));
+    snprintf(node_bin, sizeof node_bin, "%s/ilion", build_dir);
+    snprintf(stress_bin, sizeof stress_bin, "%s/tools/ilion-stress", build_dir);
+    /* The source tree: this file is <src>/tests/unit/test_stress_e2e.c. */
+    char src[PATH_MAX];
+    snprintf(src, sizeof src, "%s", __FILE__);
+    snprintf(sample, sizeof sample, "%s/cassandra.yaml.sample", dirname(dirname(dirname(src))));
+    return access(node_bin, X_OK) == 0 && access(stress_bin, X_OK) == 0 && access(sample, R_OK) == 0;
+}
+
+static int port_open(const char *host, int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The sample configuration with our address, data directory and a cluster name of our own. */
+static void write_config(const char *path) {
+    FILE *in = fopen(sample, "r");
+    FILE *out = fopen(path, "w");
+    cr_assert(in && out);
+    char line[1024];
+    while (fgets(line, sizeof line, in)) {
+        char *p;
+        if (!strncmp(line, "listen_address:", 15)) fprintf(out, "listen_address: %s\n", ip);
+        else if (!strncmp(line, "rpc_address:", 12)) fprintf(out, "rpc_address: %s\n", ip);
+        else if (!strncmp(line, "cluster_name:", 13)) fprintf(out, "cluster_name: 'stress-e2e'\n");
+        else if ((p = strstr(line, "- seeds:"))) fprintf(out, "%.*s- seeds: \"%s\"\n", (int)(p - line), line, ip);
+        else if ((p = strstr(line, "./.data/node1"))) fprintf(out, "%.*s%s%s", (int)(p - line), line, tmpdir, p + 13);
+        else fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+}
+
+static void start_node(void) {
+    cr_assert_not_null(mkdtemp(tmpdir));
+    /* A loopback address of our own so a developer's node on 127.0.0.1 does not interfere. */
+    snprintf(ip, sizeof ip, "127.0.%d.%d", 100 + getpid() % 100, 2 + getpid() % 200);
+    char cfg[PATH_MAX], log[PATH_MAX];
+    snprintf(cfg, sizeof cfg, "%s/cassandra.yaml", tmpdir);
+    snprintf(log, sizeof log, "%s/node.log", tmpdir);
+    write_config(cfg);
+    node_pid = fork();
+    cr_assert_geq(node_pid, 0);
+    if (node_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test killed by its timeout */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(node_bin, node_bin, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && !port_open(ip, 9042); i++) {
+        int st;
+        cr_assert_eq(waitpid(node_pid, &st, WNOHANG), 0, "node exited at start-up (see %s)", log);
+        usleep(50000);
+    }
+    cr_assert(port_open(ip, 9042), "node did not listen on %s:9042", ip);
+}
+
+static void stop_node(void) {
+    if (node_pid > 0) {
+        kill(node_pid, SIGTERM);
+        for (int i = 0; i < 100; i++) {
+            if (waitpid(node_pid, NULL, WNOHANG) == node_pid) {
+                node_pid = -1;
+                break;
+            }
+            usleep(50000);
+        }
+        if (node_pid > 0) {
+            kill(node_pid, SIGKILL);
+            waitpid(node_pid, NULL, 0);
+            node_pid = -1;
+        }
+    }
+    if (tmpdir[0] && strncmp(tmpdir, "/tmp/test_stress_e2e_", 21) == 0 && !strstr(tmpdir, "XXXXXX")) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+}
+
+/* Runs ilion-stress with args (after the -node option); returns its exit status and keeps
+ * its output in out. */
+static int stress(const char *args, char *out, size_t outlen) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s -node %s 2>&1", stress_bin, args, ip);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static uint64_t field(const char *out, const char *label) {
+    const char *p = strstr(out, label);
+    if (!p) return UINT64_MAX;
+    p = strchr(p, ':');
+    return p ? strtoull(p + 1, NULL, 10) : UINT64_MAX;
+}
+
+Test(stress_e2e, write_then_verified_read, .timeout = 120, .fini = stop_node) {
+    if (!find_binaries()) cr_skip_test("ilion or ilion-stress not built in %s", build_dir);
+    start_node();
+    static char out[1 << 16];
+    int rc = stress("write n=20000 -pop seq=1..20000 -col n=3 'size=UNIFORM(10..120)' -rate threads=20",
+                    out, sizeof out);
+    cr_expect_eq(rc, 0, "write failed:\n%s", out);
+    cr_expect_eq(field(out, "Total operations"), 20000, "%s", out);
+    cr_expect_eq(field(out, "Errors"), 0);
+
+    rc = stress("read n=20000 -pop seq=1..20000 -col n=3 'size=UNIFORM(10..120)' -rate threads=4 "
+                "inflight=8 -mode native cql3 prepared connectionsPerHost=2 compression=lz4",
+                out, sizeof out);
+    cr_expect_eq(rc, 0, "read failed:\n%s", out);
+    cr_expect_eq(field(out, "Read mismatches"), 0, "%s", out);
+    cr_expect_eq(field(out, "Reads of missing rows"), 0, "%s", out);
+    cr_expect_eq(field(out, "Total operations"), 20000);
+
+    /* Reading with another value size must be caught as mismatches and fail the run. */
+    rc = stress("read n=500 -pop seq=1..500 -col n=3 'size=FIXED(5)' -errors max=10", out, sizeof out);
+    cr_expect_eq(rc, 1, "a wrong read was not detected:\n%s", out);
+    cr_expect_gt(field(out, "Read mismatches"), 10);
+
+    /* Keys never written are missing, not mismatched. */
+    rc = stress("read n=200 -pop seq=900001..900200 -col n=3 'size=UNIFORM(10..120)'", out, sizeof out);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect_eq(field(out, "Reads of missing rows"), 200, "%s", out);
+
+    rc = stress("mixed 'ratio(write=1,read=3)' duration=2s -pop 'dist=gaussian(1..20000)' "
+                "-col n=3 'size=UNIFORM(10..120)' -rate threads=10 throttle=2000/s -mode simple",
+                out, sizeof out);
+    cr_expect_eq(rc, 0, "mixed failed:\n%s", out);
+    cr_expect_eq(field(out, "Read mismatches"), 0, "%s", out);
+    uint64_t ops = field(out, "Total operations");
+    cr_expect(ops >= 3000 && ops <= 4500, "throttled to 2000/s for 2 s but did %llu ops",
+              (unsigned long long)ops);
+}
