@@ -50,6 +50,14 @@ def admin_binary():
     return p if os.path.exists(p) else None
 
 
+def _on_sigterm(signum, frame):
+    # A timeout's SIGTERM unwinds the test, so `with Cluster(...)` stops the nodes.
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 

@@ -29,10 +29,13 @@ for t in "$HERE"/test_*.py; do
     fi
     echo "--- $name"
     start=$(date +%s)
-    # Own process group: a timeout kills the test, and the test's finally/with stops its nodes;
-    # anything left is killed with the group.
-    timeout --kill-after=20 "$TIMEOUT" setsid "$PY" "$t"
+    # Its own process group: whatever the test leaves behind (it stops its nodes itself, also on
+    # SIGTERM from the timeout) is killed with the group afterwards.
+    setsid timeout --kill-after=20 "$TIMEOUT" "$PY" "$t" &
+    pid=$!
+    wait $pid
     rc=$?
+    kill -KILL -- -$pid 2>/dev/null
     took=$(( $(date +%s) - start ))
     if [ $rc -eq 0 ]; then
         passed+=("$name")
