@@ -657,7 +657,9 @@ static void target_acked(wtarget *t) {
 static void target_hint(wtarget *t) {
     wreq *w = t->w;
     if (t->rep.local || !coord_hints_enabled(w->c) || w->c->closing) return;
-    if (coord_hints_store(w->c, &t->rep.addr, t->msg.data, t->msg.len) != 0) return;
+    /* Only a hint that acknowledges (ANY) is fsynced now; others with the next check. */
+    if (coord_hints_store(w->c, &t->rep.addr, t->msg.data, t->msg.len, w->cl == COORD_CL_ANY) != 0)
+        return;
     if (w->cl == COORD_CL_ANY)
         for (uint32_t k = 0; k < t->nm; k++) w->muts[t->midx[k]].got[0]++;
 }
@@ -791,6 +793,8 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         return rc;
     }
     /* Messages for the remote targets (also what a hint keeps). */
+    bool any_remote = false;
+    for (size_t ti = 0; ti < w->nt; ti++) any_remote |= !w->t[ti].rep.local;
     buf enc;
     buf_init(&enc);
     size_t *off = calloc(n + 1, sizeof *off);
@@ -798,7 +802,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         wreq_free(w);
         return -12;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && any_remote; i++) {
         off[i] = enc.len;
         st_partition_encode(muts[i], &enc);
     }

@@ -1,6 +1,7 @@
 /* Hinted handoff. A write that a replica missed (it was down, or did not answer in time) is
  * kept in hints_directory/<target host id>.hints, an append-only file of CRC-framed records
- * (format in docs/internode-protocol.md, "Hints"), fsynced before the hint counts. Every
+ * (format in docs/internode-protocol.md, "Hints"), fsynced before an ANY write counts it, else
+ * with the next periodic check (Cassandra also flushes hints periodically). Every
  * hint_check_interval_ms the files whose target the failure detector sees up are replayed in
  * order, one HINT request at a time; the file is deleted once all of it is acknowledged.
  * Hints older than max_hint_window_ms are dropped instead of replayed.
@@ -32,6 +33,7 @@ typedef struct hint_file {
     uint64_t delivered;      /* records before this offset are acknowledged (or dropped) */
     uint64_t pending;        /* records not yet delivered */
     bool delivering;
+    bool dirty;              /* appended since the last fsync */
     uint64_t msg_id;
     uint64_t rec_end;        /* end of the record in flight */
 } hint_file;
@@ -237,11 +239,16 @@ static void deliver_next(hint_file *f) {
 
 static void on_tick(uv_timer_t *t) {
     coord *c = t->data;
-    for (hint_file *f = c->hints->files; f; f = f->next)
+    for (hint_file *f = c->hints->files; f; f = f->next) {
+        if (f->fd >= 0 && f->dirty) {
+            if (fdatasync(f->fd)) LOG_ERROR("coord", "hint file sync failed: %s", strerror(errno));
+            f->dirty = false;
+        }
         if (f->fd >= 0 && !f->delivering) deliver_next(f);
+    }
 }
 
-int coord_hints_store(coord *c, const net_addr *target, const uint8_t *msg, size_t len) {
+int coord_hints_store(coord *c, const net_addr *target, const uint8_t *msg, size_t len, bool sync) {
     if (!coord_hints_enabled(c)) return ILION_EINVALID;
     const ring_endpoint *ep = ring_find(cluster_ring(c->cluster), target);
     if (!ep || len + 8 > HINT_MAX_RECORD) return ILION_EINVALID;
@@ -268,14 +275,16 @@ int coord_hints_store(coord *c, const net_addr *target, const uint8_t *msg, size
     memcpy(r + 16, msg, len);
     be32_put(r + 16 + len, crc_of(r + 8, 8 + len));
     int rc = 0;
+    errno = 0;
     if (pwrite(f->fd, r, rl, (off_t)f->size) != (ssize_t)rl) rc = errno ? -errno : -EIO;
-    else if (fdatasync(f->fd)) rc = -errno;
+    else if (sync && fdatasync(f->fd)) rc = -errno;
     free(r);
     if (rc) {
         LOG_ERROR("coord", "writing a hint failed: %s", ilion_strerror(rc));
         return rc;
     }
     f->size += rl;
+    f->dirty = !sync;
     f->pending++;
     c->stats.hints_pending++;
     c->stats.hints_written++;
@@ -293,10 +302,7 @@ int coord_hints_open(coord *c) {
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t n = strlen(de->d_name);
-        if (n != 32 + 6 || strcmp(de->d_name + 32, ".hints") != 0) {
-            if (n > 10 && strcmp(de->d_name + n - 4, ".tmp") == 0) continue;
-            continue;
-        }
+        if (n != 32 + 6 || strcmp(de->d_name + 32, ".hints") != 0) continue;
         uint8_t id[16];
         bool ok = true;
         for (int i = 0; i < 16 && ok; i++) {
@@ -322,6 +328,7 @@ void coord_hints_close(coord *c) {
     while (f) {
         hint_file *nx = f->next;
         if (f->delivering) net_cancel(c->ns, f->msg_id);
+        if (f->fd >= 0 && f->dirty) fdatasync(f->fd);
         if (f->fd >= 0) close(f->fd);
         free(f);
         f = nx;

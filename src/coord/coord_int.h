@@ -96,7 +96,8 @@ void coord_read_register(coord *c);
 int coord_hints_open(coord *c);
 void coord_hints_close(coord *c);
 bool coord_hints_enabled(const coord *c);
-/* Stores a durable hint (fsynced before return) for the endpoint; 0 or -errno. */
-int coord_hints_store(coord *c, const net_addr *target, const uint8_t *msg, size_t len);
+/* Stores a hint for the endpoint; 0 or -errno. sync: fsynced before return, else by the next
+ * hint check (within hint_check_interval_ms), as Cassandra flushes hints periodically. */
+int coord_hints_store(coord *c, const net_addr *target, const uint8_t *msg, size_t len, bool sync);
 
 #endif

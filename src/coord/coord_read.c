@@ -215,7 +215,9 @@ static int read_local(coord *c, const schema_replication *repl, uint64_t table_i
                       uint32_t pklen, const storage_slice *slice, enum coord_cl cl, coord_read_cb cb,
                       void *arg) {
     coord_error err;
-    if (coord_check_cl(c, repl, cl, false, &err)) {
+    /* LOCAL keyspaces (system tables) have exactly this node as replica, whatever the ring. */
+    if (repl->cls == SCHEMA_REPL_LOCAL ? coord_cl_valid(cl, false, &err)
+                                       : coord_check_cl(c, repl, cl, false, &err)) {
         if (err.code == 0x1000) c->stats.unavailables++;
         cb(arg, &err, NULL);
         return 0;
@@ -239,7 +241,8 @@ static int scan_local(coord *c, const schema_replication *repl, uint64_t table_i
                       enum coord_cl cl, coord_scan_part_cb part_cb, coord_scan_done_cb done_cb,
                       void *arg) {
     coord_error err;
-    if (coord_check_cl(c, repl, cl, false, &err)) {
+    if (repl->cls == SCHEMA_REPL_LOCAL ? coord_cl_valid(cl, false, &err)
+                                       : coord_check_cl(c, repl, cl, false, &err)) {
         if (err.code == 0x1000) c->stats.unavailables++;
         done_cb(arg, &err);
         return 0;
