@@ -117,6 +117,8 @@ struct storage_engine {
     pthread_cond_t bg_cond;    /* work for flush/compaction threads */
     pthread_cond_t done_cond;  /* a flush or compaction finished */
     flush_job *jobs, *jobs_tail;
+    table **cq;                /* tables with want_compact set, in request order */
+    uint32_t ncq, capcq;
     bool stopping;
     atomic_bool stop_flag;     /* == stopping, readable without bg_lock (long compactions) */
     pthread_t *threads;
@@ -903,19 +905,32 @@ static void *worker_main(void *arg) {
             pthread_mutex_lock(&e->bg_lock);
             j->t->flushing = false;
             j->t->pending_flushes--;
-            j->t->want_compact = true;
+            if (!j->t->want_compact) {
+                if (e->ncq == e->capcq) {
+                    uint32_t cap = e->capcq ? e->capcq * 2 : 8;
+                    table **nq = realloc(e->cq, sizeof *nq * cap);
+                    if (nq) {
+                        e->cq = nq;
+                        e->capcq = cap;
+                    }
+                }
+                if (e->ncq < e->capcq) {
+                    e->cq[e->ncq++] = j->t;
+                    j->t->want_compact = true;
+                }
+            }
             free(j);
             pthread_cond_broadcast(&e->bg_cond);
             pthread_cond_broadcast(&e->done_cond);
         } else {
             table *t = NULL;
-            pthread_rwlock_rdlock(&e->tlock);
-            for (uint32_t i = 0; i < e->ntables; i++)
-                if (e->tables[i]->want_compact && !e->tables[i]->compacting) {
-                    t = e->tables[i];
+            for (uint32_t i = 0; i < e->ncq; i++)
+                if (!e->cq[i]->compacting) {
+                    t = e->cq[i];
+                    memmove(&e->cq[i], &e->cq[i + 1], sizeof *e->cq * (e->ncq - i - 1));
+                    e->ncq--;
                     break;
                 }
-            pthread_rwlock_unlock(&e->tlock);
             if (!t) {
                 pthread_cond_wait(&e->bg_cond, &e->bg_lock);
                 continue;
@@ -973,6 +988,7 @@ static void engine_free(storage_engine *e) {
         free(j);
     }
     free(e->threads);
+    free(e->cq);
     pthread_rwlock_destroy(&e->tlock);
     pthread_mutex_destroy(&e->bg_lock);
     pthread_mutex_destroy(&e->trigger_lock);
@@ -1532,6 +1548,7 @@ int storage_compact(storage_engine *e, uint64_t table_id) {
     pthread_mutex_lock(&e->bg_lock);
     t->compacting = false;
     pthread_cond_broadcast(&e->done_cond);
+    pthread_cond_broadcast(&e->bg_cond);
     pthread_mutex_unlock(&e->bg_lock);
     if (rc && rc != ILION_ECLOSED) {
         char what[PATH_MAX + 96];
