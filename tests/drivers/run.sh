@@ -60,7 +60,8 @@ stop_node() {
     kill -TERM "$NODE_PID"
     for _ in $(seq 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.2; done
     if kill -0 "$NODE_PID" 2>/dev/null; then
-        echo "node did not stop within 20 s of SIGTERM"; kill -KILL "$NODE_PID"; failed+=("shutdown")
+        echo "node did not stop within 20 s of SIGTERM"; failed+=("shutdown")
+        kill -KILL "$NODE_PID"; wait "$NODE_PID" 2>/dev/null
     else
         wait "$NODE_PID"; rc=$?
         [ $rc -eq 0 ] || { echo "node exited with $rc after SIGTERM"; failed+=("shutdown"); }
