@@ -1,18 +1,12 @@
 /* INSERT, UPDATE, DELETE and BATCH: statements become st_partition mutations written through
- * one coord_write. Conditional statements (IF NOT EXISTS / IF EXISTS / IF cond) are evaluated
- * read-then-write on the loop: on one node nothing can interleave between the read and the
- * write because the loop is single-threaded (Paxos replaces this in a cluster). */
+ * one coord_write. Conditional statements: stmt_lwt.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_int.h"
+#include "stmt_modify.h"
 #include "ilion/util/clock.h"
 
-typedef struct mut_list {
-    st_partition **v;
-    size_t n, cap;
-} mut_list;
 
 typedef exec_valist keyvals;
 
@@ -25,7 +19,7 @@ typedef struct targets {
     bool ck_given;
 } targets;
 
-static int ml_add(exec_req *r, mut_list *ml, st_partition *p) {
+int modify_ml_add(exec_req *r, mut_list *ml, st_partition *p) {
     if (ml->n == ml->cap) {
         size_t cap = ml->cap ? ml->cap * 2 : 8;
         st_partition **v = arena_alloc(&r->arena, cap * sizeof *v);
@@ -269,176 +263,11 @@ ttl:
     return 0;
 }
 
-/* --- conditional statements --------------------------------------------------------------- */
-
-typedef struct lwt {
-    const schema_table *t;
-    const schema_keyspace *k;
-    exec_val pk, ck;
-    bool if_not_exists, if_exists;
-    uint32_t nif;
-    const cql_relation *ifs;
-    exec_val *ifvals;        /* converted condition values (IN: first of each list) */
-    keyvals *ifin;
-    mut_list ml;
-    enum coord_write_type wt;
-    bool applied;
-    /* current row (for the not-applied answer) */
-    exec_val *cur;           /* per column */
-    bool row_exists;
-} lwt;
-
-static void lwt_reply(exec_req *r, lwt *l) {
-    const schema_table *t = l->t;
-    uint32_t n = 1;
-    uint16_t *cols = arena_alloc(&r->arena, (t->ncols + 1) * sizeof *cols);
-    if (!l->applied && l->row_exists) {
-        if (l->if_not_exists || l->if_exists) {
-            for (uint16_t i = 0; i < t->ncols; i++) cols[n++ - 1] = i;
-        } else {
-            for (uint32_t i = 0; i < l->nif; i++) {
-                int ci = schema_column_index(t, l->ifs[i].column.s);
-                bool dup = false;
-                for (uint32_t j = 0; j + 1 < n; j++) dup |= cols[j] == ci;
-                if (!dup && ci >= 0) cols[n++ - 1] = (uint16_t)ci;
-            }
-        }
-    }
-    rs_col *rc = arena_alloc(&r->arena, n * sizeof *rc);
-    rc[0].name = "[applied]";
-    rc[0].type = SCHEMA_TYPE(SCHEMA_T_BOOLEAN);
-    for (uint32_t i = 1; i < n; i++) {
-        rc[i].name = t->cols[cols[i - 1]].name;
-        rc[i].type = t->cols[cols[i - 1]].type;
-    }
-    result_set rs;
-    rs_init(&rs, t->ks, t->name, n, rc);
-    uint8_t b = l->applied;
-    rs_cell(&rs, &b, 1);
-    for (uint32_t i = 1; i < n; i++) rs_cell(&rs, l->cur[cols[i - 1]].data, l->cur[cols[i - 1]].len);
-    rs_row_done(&rs);
-    exec_reply_rows(r, &rs);
-}
-
-static void lwt_written(void *arg, const coord_error *e) {
-    exec_req *r = arg;
-    if (e) {
-        exec_error_coord(r, e);
-        return;
-    }
-    lwt_reply(r, r->state);
-}
-
-static bool cond_holds(const schema_column *c, const exec_val *cur, enum cql_op op, const exec_val *v) {
-    if (op == CQL_OP_EQ || op == CQL_OP_NE) {
-        bool eq;
-        if (cur->len < 0 || v->len < 0) eq = cur->len < 0 && v->len < 0;
-        else eq = schema_value_compare(&c->type, cur->data, (size_t)cur->len, v->data, (size_t)v->len) == 0;
-        return op == CQL_OP_EQ ? eq : !eq;
-    }
-    if (cur->len < 0 || v->len < 0) return false;
-    int cmp = schema_value_compare(&c->type, cur->data, (size_t)cur->len, v->data, (size_t)v->len);
-    switch (op) {
-    case CQL_OP_LT: return cmp < 0;
-    case CQL_OP_LE: return cmp <= 0;
-    case CQL_OP_GT: return cmp > 0;
-    case CQL_OP_GE: return cmp >= 0;
-    default: return false;
-    }
-}
-
-/* Fills l->cur from the partition read (only the target row), decoding key columns. */
-static void lwt_current(exec_req *r, lwt *l, const st_partition *p) {
-    const schema_table *t = l->t;
-    l->cur = arena_alloc(&r->arena, t->ncols * sizeof *l->cur);
-    for (uint16_t i = 0; i < t->ncols; i++) l->cur[i].len = -1;
-    l->row_exists = false;
-    if (!p) return;
-    int32_t now = clock_now_s();
-    const st_row *row = NULL;
-    for (uint32_t i = 0; i < p->nrows; i++)
-        if (p->rows[i].cklen == (uint32_t)l->ck.len && (l->ck.len == 0 || memcmp(p->rows[i].ck, l->ck.data, (size_t)l->ck.len) == 0))
-            row = &p->rows[i];
-    if (!row || !st_row_live(row, &p->del, now)) return;
-    l->row_exists = true;
-    const uint8_t *pv[SCHEMA_MAX_COLUMNS];
-    uint32_t pl[SCHEMA_MAX_COLUMNS];
-    if (schema_routing_key_split(p->pk, p->pklen, t->npk, pv, pl) == 0)
-        for (uint16_t i = 0; i < t->npk; i++) {
-            l->cur[i].data = pv[i];
-            l->cur[i].len = (int32_t)pl[i];
-        }
-    rd rr;
-    rd_init(&rr, row->ck, row->cklen);
-    for (uint16_t i = 0; i < t->nck; i++) {
-        buf b;
-        buf_init(&b);
-        const schema_column *c = &t->cols[t->npk + i];
-        if (schema_ck_decode(&c->type, c->desc, &rr, &b) == 0) {
-            l->cur[t->npk + i].data = arena_dup(&r->arena, b.len ? b.data : (const uint8_t *)"", b.len ? b.len : 1);
-            l->cur[t->npk + i].len = (int32_t)b.len;
-        }
-        buf_free(&b);
-    }
-    int64_t dts = row->del.ts > p->del.ts ? row->del.ts : p->del.ts;
-    for (uint32_t j = 0; j < row->ncells; j++) {
-        const st_cell *c = &row->cells[j];
-        if (c->col >= t->ncols || c->ts <= dts || !st_cell_live(c, now)) continue;
-        for (uint16_t i = (uint16_t)(t->npk + t->nck); i < t->ncols; i++)
-            if (t->cols[i].id == c->col) {
-                l->cur[i].data = c->value;
-                l->cur[i].len = (int32_t)c->len;
-            }
-    }
-    /* values point into p, which dies after the read callback: copy them */
-    for (uint16_t i = 0; i < t->ncols; i++)
-        if (l->cur[i].len >= 0) {
-            l->cur[i].data = arena_dup(&r->arena, l->cur[i].len ? l->cur[i].data : (const uint8_t *)"", l->cur[i].len ? (size_t)l->cur[i].len : 1);
-        }
-}
-
-static void lwt_read_done(void *arg, const coord_error *e, const st_partition *p) {
-    exec_req *r = arg;
-    lwt *l = r->state;
-    if (e) {
-        exec_error_coord(r, e);
-        return;
-    }
-    lwt_current(r, l, p);
-    const schema_table *t = l->t;
-    bool ok;
-    if (l->if_not_exists) ok = !l->row_exists;
-    else if (l->if_exists) ok = l->row_exists;
-    else {
-        ok = true;
-        for (uint32_t i = 0; i < l->nif && ok; i++) {
-            int ci = schema_column_index(t, l->ifs[i].column.s);
-            const schema_column *c = &t->cols[ci];
-            if (l->ifs[i].op == CQL_OP_IN) {
-                bool any = false;
-                for (uint32_t k = 0; k < l->ifin[i].n; k++)
-                    any |= cond_holds(c, &l->cur[ci], CQL_OP_EQ, &l->ifin[i].v[k]);
-                ok = any;
-            } else {
-                ok = cond_holds(c, &l->cur[ci], l->ifs[i].op, &l->ifvals[i]);
-            }
-        }
-    }
-    l->applied = ok;
-    if (!ok) {
-        lwt_reply(r, l);
-        return;
-    }
-    int rc = coord_write(r->x->coord, &l->k->repl, l->ml.v, l->ml.n, (enum coord_cl)r->cl, COORD_WT_CAS,
-                         lwt_written, r);
-    if (rc) exec_error(r, CQLE_SERVER, "write failed (%d)", rc);
-}
-
 /* --- building mutations --------------------------------------------------------------------- */
 
 static st_partition *part_for(exec_req *r, mut_list *ml, const schema_table *t, const exec_val *pk) {
     st_partition *p = st_partition_new(&r->arena, t->id, pk->data, (uint32_t)pk->len);
-    if (!p || ml_add(r, ml, p)) {
+    if (!p || modify_ml_add(r, ml, p)) {
         exec_error(r, CQLE_SERVER, "out of memory");
         return NULL;
     }
@@ -680,7 +509,7 @@ static const cql_qname *stmt_qname(const cql_stmt *st) {
 }
 
 /* Builds st's mutations into ml. With l non-NULL, records what a conditional statement needs. */
-static int build(exec_req *r, cql_stmt *st, mut_list *ml, lwt *l, const schema_table **tout) {
+int modify_build(exec_req *r, cql_stmt *st, mut_list *ml, lwt *l, const schema_table **tout) {
     schema_table *t = exec_table(r, stmt_qname(st));
     if (!t) return -1;
     if (t->is_virtual) {
@@ -707,7 +536,7 @@ static int build(exec_req *r, cql_stmt *st, mut_list *ml, lwt *l, const schema_t
     return 0;
 }
 
-static bool is_conditional(const cql_stmt *st) {
+bool modify_is_conditional(const cql_stmt *st) {
     switch (st->kind) {
     case CQL_STMT_INSERT: return st->u.insert.if_not_exists;
     case CQL_STMT_UPDATE: return st->u.update.if_exists || st->u.update.nif;
@@ -722,76 +551,14 @@ static void written(void *arg, const coord_error *e) {
     else exec_reply_void(r);
 }
 
-static void run_conditional(exec_req *r, cql_stmt *st) {
-    lwt *l = arena_alloc(&r->arena, sizeof *l);
-    if (!l) {
-        exec_error(r, CQLE_SERVER, "out of memory");
-        return;
-    }
-    memset(l, 0, sizeof *l);
-    if (build(r, st, &l->ml, l, &l->t)) return;
-    l->k = schema_keyspace_get(r->x->cat, l->t->ks);
-    if (st->kind == CQL_STMT_UPDATE) {
-        l->if_exists = st->u.update.if_exists;
-        l->nif = st->u.update.nif;
-        l->ifs = st->u.update.ifs;
-    } else if (st->kind == CQL_STMT_DELETE) {
-        l->if_exists = st->u.del.if_exists;
-        l->nif = st->u.del.nif;
-        l->ifs = st->u.del.ifs;
-    }
-    l->ifvals = arena_alloc(&r->arena, (l->nif ? l->nif : 1) * sizeof *l->ifvals);
-    l->ifin = arena_alloc(&r->arena, (l->nif ? l->nif : 1) * sizeof *l->ifin);
-    for (uint32_t i = 0; i < l->nif; i++) {
-        const cql_relation *c = &l->ifs[i];
-        int ci = c->lhs == CQL_LHS_COLUMN ? schema_column_index(l->t, c->column.s ? c->column.s : "") : -1;
-        if (ci < 0 || c->elem) {
-            exec_error(r, CQLE_INVALID, "Unknown or unsupported column in IF condition: %s", c->column.s ? c->column.s : "?");
-            return;
-        }
-        if (ci < l->t->npk + l->t->nck) {
-            exec_error(r, CQLE_INVALID, "PRIMARY KEY column '%s' cannot have IF conditions", l->t->cols[ci].name);
-            return;
-        }
-        if (l->t->cols[ci].kind == SCHEMA_COL_STATIC) {
-            exec_error(r, CQLE_INVALID, "IF conditions on static columns are not supported (%s)", l->t->cols[ci].name);
-            return;
-        }
-        if (c->op == CQL_OP_IN) {
-            if (exec_relation_values(r, &l->t->cols[ci], c, &l->ifin[i])) return;
-        } else if (c->op == CQL_OP_EQ || c->op == CQL_OP_NE || c->op == CQL_OP_LT || c->op == CQL_OP_LE ||
-                   c->op == CQL_OP_GT || c->op == CQL_OP_GE) {
-            if (exec_term_value(r, c->value, &l->t->cols[ci].type, l->t->cols[ci].name, &l->ifvals[i])) return;
-        } else {
-            exec_error(r, CQLE_INVALID, "Unsupported operator in IF condition on %s", l->t->cols[ci].name);
-            return;
-        }
-    }
-    r->state = l;
-    storage_slice sl;
-    memset(&sl, 0, sizeof sl);
-    if (l->ck.len > 0) {
-        sl.start = l->ck.data;
-        sl.start_len = (uint32_t)l->ck.len;
-        sl.start_incl = true;
-        sl.end = l->ck.data;
-        sl.end_len = (uint32_t)l->ck.len;
-        sl.end_incl = true;
-    }
-    enum coord_cl scl = r->params.serial_consistency == COORD_CL_LOCAL_SERIAL ? COORD_CL_LOCAL_SERIAL : COORD_CL_SERIAL;
-    int rc = coord_read(r->x->coord, &l->k->repl, l->t->id, l->pk.data, (uint32_t)l->pk.len,
-                        l->ck.len > 0 ? &sl : NULL, scl, lwt_read_done, r);
-    if (rc) exec_error(r, CQLE_SERVER, "read failed (%d)", rc);
-}
-
 void stmt_modify(exec_req *r, cql_stmt *st) {
-    if (is_conditional(st)) {
-        run_conditional(r, st);
+    if (modify_is_conditional(st)) {
+        modify_run_conditional(r, st);
         return;
     }
     mut_list ml = {0};
     const schema_table *t;
-    if (build(r, st, &ml, NULL, &t)) return;
+    if (modify_build(r, st, &ml, NULL, &t)) return;
     const schema_keyspace *k = schema_keyspace_get(r->x->cat, t->ks);
     int rc = coord_write(r->x->coord, &k->repl, ml.v, ml.n, (enum coord_cl)r->cl, COORD_WT_SIMPLE,
                          written, r);
@@ -809,7 +576,7 @@ void stmt_batch(exec_req *r, cql_stmt **stmts, uint32_t n, uint8_t type) {
     mut_list ml = {0};
     const schema_keyspace *k = NULL;
     for (uint32_t i = 0; i < n; i++) {
-        if (is_conditional(stmts[i])) {
+        if (modify_is_conditional(stmts[i])) {
             exec_error(r, CQLE_INVALID, "Conditional statements in a BATCH are not supported");
             return;
         }
@@ -818,7 +585,7 @@ void stmt_batch(exec_req *r, cql_stmt **stmts, uint32_t n, uint8_t type) {
             r->nvalues = ((uint16_t *)pair[1])[i];
         }
         const schema_table *t;
-        if (build(r, stmts[i], &ml, NULL, &t)) return;
+        if (modify_build(r, stmts[i], &ml, NULL, &t)) return;
         const schema_keyspace *tk = schema_keyspace_get(r->x->cat, t->ks);
         if (!k) k = tk;
         else if (k != tk && (tk->repl.rf > k->repl.rf || tk->repl.ndcs > k->repl.ndcs)) k = tk;
