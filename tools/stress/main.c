@@ -65,6 +65,10 @@ typedef struct worker {
     bool is_write;
     uint64_t key;
     uint64_t start_ns;
+    /* -rate fixed=: the slot's ideal timeline (see issue) */
+    uint64_t queue_ns;
+    uint64_t vstart_ns;
+    uint64_t vfree_ns;
 } worker;
 
 struct stress {
@@ -494,8 +498,8 @@ static bool may_issue(stress *st) {
 
 static bool throttled(stress *st) {
     if (st->o.throttle <= 0) return false;
-    double allowed = (double)elapsed_ns(st) / 1e9 * st->o.throttle + 1;
-    return (double)st->issued >= allowed;
+    /* Operation i (from 0) may start at i / rate seconds. */
+    return (double)st->issued > (double)elapsed_ns(st) / 1e9 * st->o.throttle;
 }
 
 static sconn *pick_conn(stress *st, worker *w, const uint8_t *key, size_t klen) {
@@ -581,6 +585,8 @@ static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg)
     uint64_t now = clock_mono_ns();
     if (finished) return; /* connections closing after the summary */
     w->busy = false;
+    uint64_t service = now - w->start_ns;
+    w->vfree_ns = w->vstart_ns + service;
     st->completed++;
     bool ok = false;
     if (status < 0) {
@@ -598,8 +604,8 @@ static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg)
         else note_error(st, "read answered with result kind %d", res->kind);
     }
     if (ok) {
-        hist_record(&st->iv_hist, now - w->start_ns);
-        hist_record(w->is_write ? &st->write_hist : &st->read_hist, now - w->start_ns);
+        hist_record(&st->iv_hist, w->queue_ns + service);
+        hist_record(w->is_write ? &st->write_hist : &st->read_hist, w->queue_ns + service);
         st->iv_ops++;
         if (w->is_write) st->writes++;
         else st->reads++;
@@ -630,9 +636,20 @@ static void issue(worker *w) {
     else if (o->command == STRESS_READ) w->is_write = false;
     else w->is_write = stress_rng_below(&st->oprng, o->ratio_write + o->ratio_read) < o->ratio_write;
     sconn *sc = pick_conn(st, w, key, klen);
-    st->issued++;
     w->busy = true;
     w->start_ns = clock_mono_ns();
+    w->queue_ns = 0;
+    if (o->fixed) {
+        /* Operation i is due at start + i/rate. On the slot's ideal timeline (every operation
+         * taking its measured service time, no timer lag of ours) it starts at
+         * max(due, the slot's ideal free time); the wait from `due` to that start is delay the
+         * system caused and is added to the latency (no coordinated omission). */
+        uint64_t due = st->start_ns + (uint64_t)((double)st->issued / o->throttle * 1e9);
+        uint64_t vstart = w->vfree_ns > due ? w->vfree_ns : due;
+        w->queue_ns = vstart - due;
+        w->vstart_ns = vstart;
+    }
+    st->issued++;
     int rc;
     if (!sc) {
         rc = ILION_EUNAVAILABLE;
@@ -797,6 +814,7 @@ static void start_run(stress *st) {
         w->st = st;
         w->id = i;
         w->thread = i / o->inflight;
+        w->vfree_ns = st->start_ns;
         issue(w);
     }
     maybe_finish(st);

@@ -204,15 +204,19 @@ static int parse_group_opt(stress_opts *o, const char *group, char *a, char *err
             o->inflight = (int)v;
             return 0;
         }
-        if (!strncmp(a, "throttle=", 9)) {
+        bool fixed = !strncmp(a, "fixed=", 6);
+        if (fixed || !strncmp(a, "throttle=", 9)) {
+            const char *v0 = a + (fixed ? 6 : 9);
             char *end;
-            double v = strtod(a + 9, &end);
-            if (end == a + 9 || v <= 0 || (*end && strcmp(end, "/s")))
-                return fail(err, errlen, "bad throttle= '%s' (e.g. 10000/s)", a + 9);
+            double v = strtod(v0, &end);
+            if (end == v0 || v <= 0 || !isfinite(v) || (*end && strcmp(end, "/s")))
+                return fail(err, errlen, "bad rate '%s' (e.g. 10000/s)", a);
             o->throttle = v;
+            o->fixed = fixed;
             return 0;
         }
-        return fail(err, errlen, "unknown -rate option '%s' (threads=, inflight=, throttle=)", a);
+        return fail(err, errlen,
+                    "unknown -rate option '%s' (threads=, inflight=, throttle=, fixed=)", a);
     }
     if (!strcmp(group, "-node")) {
         for (char *tok = strtok(a, ","); tok; tok = strtok(NULL, ",")) {
@@ -406,7 +410,7 @@ void stress_usage(FILE *out) {
     fputs(
         "usage: ilion-stress write|read|mixed [n=N | duration=30s|2m] [cl=ONE]\n"
         "                    [ratio(write=1,read=3)] [verify=true|false]\n"
-        "  -rate threads=N [inflight=K] [throttle=10000/s]\n"
+        "  -rate threads=N [inflight=K] [throttle=10000/s | fixed=10000/s]\n"
         "        N logical clients each keeping K requests in flight: N*K requests in flight\n"
         "  -node 127.0.0.1[,127.0.0.2...]    -port native=9042\n"
         "  -schema [replication(factor=3)] [compaction(strategy=SizeTieredCompactionStrategy)]\n"

@@ -35,6 +35,8 @@ typedef struct stress_opts {
     int threads;
     int inflight;
     double throttle;                    /* ops/s in total, 0: unthrottled */
+    bool fixed;                         /* throttle is a schedule: latency counts from each
+                                         * operation's intended start (no coordinated omission) */
     char *nodes[STRESS_MAX_NODES];
     int nnodes;
     int port;
