@@ -466,10 +466,21 @@ static void handle_frame(conn *c, const cqlf_header *h, const uint8_t *body) {
 static void process_input(conn *c) {
     cql_server *s = c->srv;
     size_t off = 0;
-    while (!c->closing && !c->close_after_flush && c->rlen - off >= CQLF_HEADER_LEN &&
+    while (!c->closing && !c->close_after_flush && c->rlen - off >= 8 &&
            c->wbuf.len + c->wfly.len <= WBUF_HIGH_WATER) {
         cqlf_header h;
-        cqlf_header_parse(c->rbuf + off, &h);
+        if ((c->rbuf[off] & 0x7f) < CQLF_VERSION_MIN) {
+            /* v1/v2 headers are 8 bytes with a one-byte stream: answer without waiting for a
+             * ninth byte that may never come. */
+            uint8_t h8[CQLF_HEADER_LEN] = {0};
+            memcpy(h8, c->rbuf + off, 8);
+            cqlf_header_parse(h8, &h);
+            h.stream = (int8_t)c->rbuf[off + 2];
+        } else if (c->rlen - off < CQLF_HEADER_LEN) {
+            break;
+        } else {
+            cqlf_header_parse(c->rbuf + off, &h);
+        }
         if (h.version < CQLF_VERSION_MIN || h.version > CQLF_VERSION_MAX) {
             /* Drivers probe with a higher version and retry lower on exactly this answer.
              * Framing of other versions may differ, so the connection ends here. */

@@ -1127,3 +1127,21 @@ Test(server, adopted_socketpair) {
     free(body);
     close(sv[1]);
 }
+
+/* A v2 client (8-byte header, one-byte stream) is answered at once, in a v4 header. */
+Test(server, v2_header_answered) {
+    int fd = cl_connect();
+    uint8_t h8[8] = {2, 0, 9, CQLF_OP_OPTIONS, 0, 0, 0, 0};
+    cr_assert_eq(write(fd, h8, 8), 8);
+    cqlf_header h;
+    uint8_t *body;
+    size_t n;
+    cr_assert_eq(cl_recv(fd, &h, &body, &n), 0);
+    cr_assert_eq(h.version, 4);
+    cr_assert_eq(h.stream, 9);
+    cr_assert_eq(error_code(body, n), 0x000A);
+    cr_assert(memmem(body, n, "protocol version (2)", 20));
+    free(body);
+    cr_assert_eq(cl_recv(fd, &h, &body, &n), -1);
+    close(fd);
+}
