@@ -198,6 +198,11 @@ Test(opts, defaults_and_counts) {
     cr_expect_eq(o.n, 1000000);
     cr_expect_eq(o.cl, CQLC_LOCAL_ONE);
     cr_assert_eq(parse(&o, "help", err), 1);
+    cr_assert_eq(parse(&o, "write -rate fixed=500/s", err), 0, "%s", err);
+    cr_expect(o.fixed);
+    cr_expect_float_eq(o.throttle, 500.0, 1e-9);
+    cr_assert_eq(parse(&o, "write -rate throttle=500/s", err), 0, "%s", err);
+    cr_expect(!o.fixed);
 }
 
 Test(opts, durations_and_counts) {
