@@ -201,6 +201,7 @@ Test(opts, defaults_and_counts) {
     cr_assert_eq(parse(&o, "write -rate fixed=500/s", err), 0, "%s", err);
     cr_expect(o.fixed);
     cr_expect_float_eq(o.throttle, 500.0, 1e-9);
+    cr_assert_eq(parse(&o, "write -rate threads=1000 inflight=100 -mode connectionsPerHost=4", err), 0, "%s", err);
     cr_assert_eq(parse(&o, "write -rate throttle=500/s", err), 0, "%s", err);
     cr_expect(!o.fixed);
 }
@@ -243,6 +244,7 @@ Test(opts, errors_are_reported) {
         "write -bogus x",
         "write -rate",                      /* empty group */
         "write -log interval=0",
+        "write -rate threads=1000 inflight=100",   /* 100000 streams on one connection */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;

@@ -403,6 +403,12 @@ int stress_opts_parse(stress_opts *o, int argc, char **argv, char *err, size_t e
     if (o->nnodes == 0) o->nodes[o->nnodes++] = "127.0.0.1";
     if ((uint64_t)o->threads * (uint64_t)o->inflight > 1000000)
         return fail(err, errlen, "threads x inflight too large");
+    /* All slots may land on one node's connections; each carries at most 32767 streams. */
+    if ((uint64_t)o->threads * (uint64_t)o->inflight > 32767ull * (uint64_t)o->connections_per_host)
+        return fail(err, errlen, "threads x inflight = %llu exceeds 32767 streams per connection x "
+                    "%d connectionsPerHost",
+                    (unsigned long long)o->threads * (unsigned long long)o->inflight,
+                    o->connections_per_host);
     return 0;
 }
 
