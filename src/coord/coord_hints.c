@@ -23,6 +23,7 @@
 #include "ilion/util/log.h"
 
 #define HINT_MAX_RECORD (64u << 20)
+#define HINT_MAX_REFUSALS 30
 
 typedef struct hint_file {
     struct hint_file *next;
@@ -34,6 +35,7 @@ typedef struct hint_file {
     uint64_t pending;        /* records not yet delivered */
     bool delivering;
     bool dirty;              /* appended since the last fsync */
+    uint32_t refusals;       /* error answers to the record at `delivered` */
     uint64_t msg_id;
     uint64_t rec_end;        /* end of the record in flight */
 } hint_file;
@@ -185,13 +187,25 @@ static void hint_answered(void *arg, int err, uint8_t verb, const uint8_t *p, si
     hint_file *f = arg;
     f->delivering = false;
     if (err) {
-        LOG_DEBUG("coord", "hint delivery paused: %s", ilion_strerror(err));
-        return; /* the next check retries from the same record */
+        bool transient = err == ILION_ETIMEOUT || err == ILION_EUNAVAILABLE || err == ILION_ECLOSED ||
+                         err == -111 /* ECONNREFUSED */ || err == ILION_EOVERLOADED;
+        /* The target refused the record (a table it does not know yet, or no more): retried
+         * at the next checks, dropped after HINT_MAX_REFUSALS so later hints still go. */
+        if (transient || ++f->refusals < HINT_MAX_REFUSALS) {
+            LOG_DEBUG("coord", "hint delivery paused: %s", ilion_strerror(err));
+            return; /* the next check retries from the same record */
+        }
+        char h[33];
+        hex_id(f->host_id, h);
+        LOG_WARN("coord", "hint for %s dropped after %u refusals: %s", h, f->refusals, ilion_strerror(err));
+        f->c->stats.hints_dropped++;
+    } else {
+        f->c->stats.hints_delivered++;
     }
+    f->refusals = 0;
     f->delivered = f->rec_end;
     f->pending--;
     f->c->stats.hints_pending--;
-    f->c->stats.hints_delivered++;
     deliver_next(f);
 }
 
