@@ -666,3 +666,42 @@ Test(coord_cluster, damaged_messages_are_refused) {
     cr_assert(!r.err, "%s", r.e.message);
     cr_assert_str_eq(r.val, "v");
 }
+
+/* A hint for a table the target does not know yet (schema still on its way) is retried until
+ * the table exists there. */
+Test(coord_cluster, refused_hint_is_retried) {
+    start_all(NULL);
+    schema_replication r3 = simple(3);
+    storage_table_options to;
+    storage_table_options_default(&to);
+    for (int i = 0; i < 2; i++) cr_assert_eq(storage_table_create(nodes[i].eng, TABLE + 1, &to), 0);
+    node_stop(2);
+    net_addr a3;
+    net_addr_parse("127.0.0.3", port, &a3);
+    RUN_UNTIL(!cluster_is_alive(nodes[0].cl, &a3), 5000);
+    st_arena a;
+    arena_init(&a);
+    st_partition *m = mutation(&a, "late", "schema", 1000);
+    m->table_id = TABLE + 1;
+    wres w = {0};
+    cr_assert_eq(coord_write(nodes[0].co, &r3, &m, 1, COORD_CL_QUORUM, COORD_WT_SIMPLE, on_write, &w), 0);
+    arena_free(&a);
+    RUN_UNTIL(w.calls > 0, 5000);
+    cr_assert(!w.err, "%s", w.e.message);
+    node_start(2, NULL);  /* without table TABLE + 1 */
+    run_ms(1000);
+    coord_stats st;
+    coord_get_stats(nodes[0].co, &st);
+    cr_assert_eq(st.hints_pending, 1, "refused, kept");
+    cr_assert_eq(st.hints_delivered, 0);
+    cr_assert_eq(storage_table_create(nodes[2].eng, TABLE + 1, &to), 0);
+    RUN_UNTIL((coord_get_stats(nodes[0].co, &st), st.hints_pending == 0), 5000);
+    cr_assert_eq(st.hints_delivered, 1);
+    st_partition *p = NULL;
+    arena_init(&a);
+    cr_assert_eq(storage_read(nodes[2].eng, TABLE + 1, "late", 4, NULL, 2000000000, &a, &p), 0);
+    char v[64];
+    value_of(p, v, sizeof v);
+    cr_assert_str_eq(v, "schema");
+    arena_free(&a);
+}
