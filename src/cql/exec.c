@@ -64,6 +64,7 @@ void cql_executor_destroy(cql_executor *x) {
 }
 
 void exec_schema_changed(cql_executor *x) {
+    x->schema_gen++;
     schema_catalog_update_version(x->cat);
     if (x->cluster) {
         const uint8_t *u = x->cat->version;
@@ -105,8 +106,15 @@ static exec_req *req_new(cql_executor *x, cql_session *s, cql_done_cb cb, void *
         r->cl = COORD_CL_ONE;
     }
     r->batch_ts = INT64_MIN;
+    r->schema_gen = x->schema_gen;
     x->requests++;
     return r;
+}
+
+const schema_table *exec_table_again(exec_req *r, uint64_t id, const schema_table *t) {
+    if (r->schema_gen == r->x->schema_gen) return t;
+    r->schema_gen = r->x->schema_gen;
+    return schema_table_by_id(r->x->cat, id);
 }
 
 /* Parses q into the request's arena; answers the error itself and returns NULL on failure. */

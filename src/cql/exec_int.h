@@ -53,6 +53,7 @@ struct cql_executor {
     uint32_t ntokens;
     uint64_t requests;
     int64_t schema_ts;           /* newest schema change timestamp (strictly increasing) */
+    uint64_t schema_gen;         /* bumped by every catalog change */
     int32_t generation;          /* start time, system.local gossip_generation */
     struct cql_schema_sync *sync; /* schema propagation (schema_sync.c); NULL on one node */
 };
@@ -76,8 +77,14 @@ typedef struct exec_req {
     bool is_prepared_exec;
     int64_t batch_ts;            /* BATCH: default timestamp, or INT64_MIN */
     uint16_t cl;
+    uint64_t schema_gen;         /* catalog generation the request's pointers belong to */
     void *state;                 /* statement-specific continuation state */
 } exec_req;
+
+/* After an asynchronous step: the table a request works on, looked up again by id when the
+ * catalog changed meanwhile (a concurrent DDL, or one learnt from a peer, may have freed the
+ * old definition); NULL when the table is gone. */
+const schema_table *exec_table_again(exec_req *r, uint64_t id, const schema_table *t);
 
 /* --- responses (result.c) ------------------------------------------------------------- */
 void exec_reply(exec_req *r, cql_response *resp);           /* hands to cb, frees r */

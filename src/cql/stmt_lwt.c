@@ -42,12 +42,25 @@ static void lwt_reply(exec_req *r, lwt *l) {
     exec_reply_rows(r, &rs);
 }
 
+/* The table may have been dropped or replaced during a read or write in flight. */
+static bool lwt_still_there(exec_req *r, lwt *l) {
+    const schema_table *t = exec_table_again(r, l->tid, l->t);
+    if (!t) {
+        exec_error(r, CQLE_INVALID, "The table was dropped while the statement ran");
+        return false;
+    }
+    l->t = t;
+    l->k = schema_keyspace_get(r->x->cat, t->ks);
+    return true;
+}
+
 static void lwt_written(void *arg, const coord_error *e) {
     exec_req *r = arg;
     if (e) {
         exec_error_coord(r, e);
         return;
     }
+    if (!lwt_still_there(r, r->state)) return;
     lwt_reply(r, r->state);
 }
 
@@ -126,6 +139,7 @@ static void lwt_read_done(void *arg, const coord_error *e, const st_partition *p
         exec_error_coord(r, e);
         return;
     }
+    if (!lwt_still_there(r, l)) return;
     lwt_current(r, l, p);
     const schema_table *t = l->t;
     bool ok;
@@ -164,6 +178,7 @@ void modify_run_conditional(exec_req *r, cql_stmt *st) {
     }
     memset(l, 0, sizeof *l);
     if (modify_build(r, st, &l->ml, l, &l->t)) return;
+    l->tid = l->t->id;
     l->k = schema_keyspace_get(r->x->cat, l->t->ks);
     if (st->kind == CQL_STMT_UPDATE) {
         l->if_exists = st->u.update.if_exists;

@@ -13,6 +13,7 @@ typedef struct mut_list {
 /* What a conditional statement needs besides its mutations (stmt_lwt.c). */
 typedef struct lwt {
     const schema_table *t;
+    uint64_t tid;            /* to look the table up again after asynchronous steps */
     const schema_keyspace *k;
     exec_val pk, ck;
     bool if_not_exists, if_exists;

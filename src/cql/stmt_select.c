@@ -40,7 +40,8 @@ typedef struct sel {
     int32_t now;
     exec_val *vals;             /* per column, for the current row */
     buf ckbuf;
-    int err;                    /* 1 coord error in cerr, 2 corrupt key */
+    int err;                    /* 1 coord error in cerr, 2 corrupt key, 3 table dropped */
+    uint64_t tid;
     coord_error cerr;
 } sel;
 
@@ -244,10 +245,25 @@ static void finish(exec_req *r, sel *s) {
     exec_reply_rows(r, &s->rs);
 }
 
+/* The table may have been dropped or replaced while a read was in flight. */
+static bool still_there(exec_req *r, sel *s) {
+    const schema_table *t = exec_table_again(r, s->tid, s->t);
+    if (!t) {
+        s->err = 3;
+        s->done = true;
+        return false;
+    }
+    s->t = t;
+    s->k = schema_keyspace_get(r->x->cat, t->ks);
+    return true;
+}
+
 static void read_done(void *arg, const coord_error *e, const st_partition *p) {
     exec_req *r = arg;
     sel *s = r->state;
-    if (e) {
+    if (!still_there(r, s)) {
+        /* reported by sel_continue */
+    } else if (e) {
         s->err = 1;
         s->cerr = *e;
     } else {
@@ -263,6 +279,7 @@ static void read_done(void *arg, const coord_error *e, const st_partition *p) {
 static int scan_part(void *arg, const st_partition *p) {
     exec_req *r = arg;
     sel *s = r->state;
+    if (!still_there(r, s)) return 1;
     if (p->token < s->tmin) return 0;
     if (p->token > s->tmax) {
         s->done = true;
@@ -321,6 +338,7 @@ static void sel_continue(exec_req *r) {
             buf_free(&s->ckbuf);
             rs_free(&s->rs);
             if (s->err == 1) exec_error_coord(r, &s->cerr);
+            else if (s->err == 3) exec_error(r, CQLE_INVALID, "The table was dropped while the query ran");
             else exec_error(r, CQLE_SERVER, "corrupt clustering key in %s.%s", s->t->ks, s->t->name);
             return;
         }
@@ -465,6 +483,7 @@ void stmt_select(exec_req *r, cql_stmt *st) {
     }
     memset(s, 0, sizeof *s);
     s->t = t;
+    s->tid = t->id;
     s->k = schema_keyspace_get(r->x->cat, t->ks);
     s->now = clock_now_s();
     s->tmin = INT64_MIN;
