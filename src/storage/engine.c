@@ -300,7 +300,17 @@ static int table_load(table *t, uint64_t start_pos) {
     uint32_t nopen = 0;
     for (uint32_t i = 0; rc == 0 && i < ngens; i++) {
         rc = sstable_open(t->dir, gens[i], &ssts[nopen]);
-        if (rc == 0) nopen++;
+        if (rc == 0) {
+            nopen++;
+        } else if ((rc == ILION_ECORRUPT || rc == ILION_ECHECKSUM || rc == ILION_EFORMAT ||
+                    rc == ILION_ETRUNCATED) &&
+                   e->opt.disk_failure_policy == STORAGE_POLICY_IGNORE) {
+            /* Left in place for inspection; its data is missing until repaired. */
+            LOG_ERROR(MOD, "%s/%llu.sst is damaged (%s); disk_failure_policy ignore: skipping it",
+                      t->dir, (unsigned long long)gens[i], ilion_strerror(rc));
+            if (gens[i] + 1 > atomic_load(&e->next_gen)) atomic_store(&e->next_gen, gens[i] + 1);
+            rc = 0;
+        }
     }
     if (rc == 0) {
         /* Inputs named by a surviving compaction output, and data older than a truncation. */
@@ -1304,7 +1314,7 @@ static void maybe_flush(storage_engine *e) {
             atomic_load_explicit(&e->frozen_bytes, memory_order_relaxed) > space &&
         atomic_load_explicit(&e->frozen_bytes, memory_order_relaxed) > 0) {
         pthread_mutex_lock(&e->bg_lock);
-        while (!e->stopping && e->jobs &&
+        while (!e->stopping &&
                atomic_load(&e->active_bytes) + atomic_load(&e->frozen_bytes) > space &&
                atomic_load(&e->frozen_bytes) > 0)
             pthread_cond_wait(&e->done_cond, &e->bg_lock);

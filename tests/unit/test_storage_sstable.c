@@ -351,3 +351,31 @@ Test(storage_crc32c, known_vectors) {
     cr_assert_eq(crc32c(crc32c(0, s, 13), s + 13, strlen(s) - 13), one);
     cr_assert_eq(one, 0x22620404u);
 }
+
+Test(storage_sstable, any_flipped_byte_is_an_error_never_wrong_data, .init = mkdir_tmp, .fini = rm_tmp) {
+    write_sst(200, 2, STORAGE_COMPRESS_LZ4, 700);
+    char path[512];
+    snprintf(path, sizeof path, "%s/1.sst", tmpdir);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    rng_state = 7;
+    int open_errors = 0, read_errors = 0;
+    for (int round = 0; round < 150; round++) {
+        uint64_t off = rnd() % (uint64_t)sb.st_size;
+        flip_byte(off);
+        sstable *s;
+        int rc = sstable_open(tmpdir, 1, &s);
+        if (rc) {
+            cr_assert(rc == ILION_ECHECKSUM || rc == ILION_ECORRUPT || rc == ILION_EFORMAT, "rc %d", rc);
+            open_errors++;
+        } else {
+            int n = read_all_check(s, 200, 2);
+            cr_assert_gt(n, 0, "flip at %llu unnoticed", (unsigned long long)off);
+            read_errors++;
+            sstable_unref(s);
+        }
+        flip_byte(off);
+    }
+    cr_assert_gt(open_errors, 0);
+    cr_assert_gt(read_errors, 0);
+}

@@ -43,7 +43,9 @@ typedef struct storage_options {
 void storage_options_default(storage_options *o);
 
 /* Opens (creating directories as needed): opens every table found on disk, removes leftovers of
- * interrupted flushes/compactions, replays the commit log. *out owned by caller (storage_close). */
+ * interrupted flushes/compactions, replays the commit log. *out owned by caller (storage_close).
+ * A damaged SSTable fails the open (ILION_ECORRUPT/ECHECKSUM, file and offset logged) unless
+ * disk_failure_policy is ignore, which skips it. */
 int storage_open(const storage_options *o, storage_engine **out);
 /* Flushes nothing: syncs the commit log, stops background threads, frees. */
 void storage_close(storage_engine *e);
@@ -87,7 +89,8 @@ void storage_set_sync_callback(storage_engine *e, storage_sync_cb cb, void *arg)
 typedef struct storage_slice {
     const uint8_t *start; uint32_t start_len; bool start_incl;
     const uint8_t *end;   uint32_t end_len;   bool end_incl;
-    bool reversed;         /* rows in descending clustering order, limit counted from the end */
+    bool reversed;         /* rows in descending clustering order, limit counted from the end;
+                            * the result's rows array is then in descending order too */
     uint32_t limit;        /* live rows; 0 = no limit */
 } storage_slice;
 
