@@ -314,7 +314,7 @@ static void group_commit_case(enum storage_sync_mode mode) {
     commitlog_stats_get(cl, &st);
     cr_assert_eq(st.appends, NT * PER);
     /* 8 writers each waiting for its fsync: each fsync must serve several of them. */
-    cr_assert_lt(st.syncs, NT * PER / 3, "%llu fsyncs for %d writes: no group commit",
+    cr_assert_lt(st.syncs, NT * PER / 2, "%llu fsyncs for %d writes: no group commit",
                  (unsigned long long)st.syncs, NT * PER);
     commitlog_close(cl);
     collected c = {0};
