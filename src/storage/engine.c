@@ -1012,6 +1012,7 @@ static void stop_threads(storage_engine *e) {
     e->stopping = true;
     atomic_store(&e->stop_flag, true);
     pthread_cond_broadcast(&e->bg_cond);
+    pthread_cond_broadcast(&e->done_cond);
     pthread_mutex_unlock(&e->bg_lock);
     for (uint32_t i = 0; i < e->nthreads; i++) pthread_join(e->threads[i], NULL);
     e->nthreads = 0;

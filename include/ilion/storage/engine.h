@@ -119,7 +119,10 @@ int storage_read(storage_engine *e, uint64_t table_id, const void *pk, uint32_t 
 /* Scans partitions in (token, key) order, starting after (start_token, start_pk) — or from the
  * start of the ring when start_pk is NULL and start_token is INT64_MIN — calling cb for each
  * partition with data until cb returns non-zero or max_partitions were visited (0 = no limit).
- * Each partition passed to cb lives until cb returns. */
+ * Each partition passed to cb lives until cb returns. start_pk NULL with another start_token
+ * starts after that token; the scan stops at the first partition whose token is > end_token
+ * (callers split a range that wraps around the ring). Purgeable tombstones are dropped and
+ * expired cells returned as tombstones, as in storage_read. */
 typedef int (*storage_scan_cb)(void *arg, const st_partition *p);
 int storage_scan(storage_engine *e, uint64_t table_id, int64_t start_token, const void *start_pk,
                  uint32_t start_pklen, int64_t end_token, uint32_t max_partitions,
