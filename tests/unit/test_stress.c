@@ -129,6 +129,37 @@ Test(hist, merge_equals_recording_everything_once) {
         cr_expect_eq(hist_percentile(&a, p), hist_percentile(&all, p));
 }
 
+Test(hist, sparse_text_round_trip_and_rejects_bad_lines) {
+    static hist h, back, sum;
+    hist_init(&h);
+    stress_rng r;
+    stress_rng_seed(&r, 9);
+    for (int i = 0; i < 20000; i++) hist_record(&h, stress_rng_below(&r, 1u << 30) + 1);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_eq(hist_write_sparse(f, &h), 0);
+    fclose(f);
+    cr_assert_eq(hist_read_sparse(&back, text), 0);
+    cr_expect_eq(back.count, h.count);
+    cr_expect_eq(back.min, h.min);
+    cr_expect_eq(back.max, h.max);
+    cr_expect_eq(memcmp(back.counts, h.counts, sizeof h.counts), 0);
+    /* Logged intervals merge like live ones. */
+    hist_init(&sum);
+    hist_merge(&sum, &back);
+    hist_merge(&sum, &back);
+    cr_expect_eq(sum.count, 2 * h.count);
+    cr_expect_eq(hist_percentile(&sum, 99), hist_percentile(&h, 99));
+    free(text);
+    static const char *bad[] = {"", "x", "3 1 2 6", "1 1 1 1 99999:1", "2 1 1 2 1:1", "1 1 1 1 1;1",
+                                "1 5 1 5 5:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(hist_read_sparse(&back, bad[i]), -1, "accepted '%s'", bad[i]);
+    cr_expect_eq(hist_read_sparse(&back, "0 0 0 0"), 0);
+    cr_expect_eq(back.count, 0);
+}
+
 /* ---------------- options ---------------- */
 
 static int parse(stress_opts *o, const char *line, char *err) {

@@ -1,6 +1,8 @@
 /* Log-linear histogram: index = exact value below 256, else (octave, top 8 bits). */
 #include "hist.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void hist_init(hist *h) {
@@ -74,3 +76,48 @@ uint64_t hist_percentile(const hist *h, double p) {
 }
 
 double hist_mean(const hist *h) { return h->count ? h->sum / (double)h->count : 0.0; }
+
+int hist_write_sparse(FILE *out, const hist *h) {
+    fprintf(out, "%llu %llu %llu %.0f", (unsigned long long)h->count,
+            (unsigned long long)(h->count ? h->min : 0), (unsigned long long)h->max, h->sum);
+    for (uint32_t i = 0; i < HIST_BUCKETS; i++)
+        if (h->counts[i]) fprintf(out, " %u:%llu", i, (unsigned long long)h->counts[i]);
+    return ferror(out) ? -EIO : 0;
+}
+
+int hist_read_sparse(hist *h, const char *line) {
+    hist_init(h);
+    char *end;
+    errno = 0;
+    unsigned long long count = strtoull(line, &end, 10);
+    if (end == line || errno) return -1;
+    const char *p = end;
+    unsigned long long mn = strtoull(p, &end, 10);
+    if (end == p) return -1;
+    p = end;
+    unsigned long long mx = strtoull(p, &end, 10);
+    if (end == p) return -1;
+    p = end;
+    double sum = strtod(p, &end);
+    if (end == p) return -1;
+    p = end;
+    uint64_t seen = 0;
+    while (*p == ' ') {
+        p++;
+        unsigned long idx = strtoul(p, &end, 10);
+        if (end == p || *end != ':' || idx >= HIST_BUCKETS) return -1;
+        p = end + 1;
+        unsigned long long n = strtoull(p, &end, 10);
+        if (end == p) return -1;
+        p = end;
+        h->counts[idx] += n;
+        seen += n;
+    }
+    while (*p == '\n' || *p == '\r') p++;
+    if (*p || seen != count || (count && (mn > mx || hist_index(mn) > hist_index(mx)))) return -1;
+    h->count = count;
+    h->min = count ? mn : UINT64_MAX;
+    h->max = mx;
+    h->sum = sum;
+    return 0;
+}

@@ -9,6 +9,7 @@
 #define ILION_STRESS_HIST_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define HIST_SUB_BITS 7                       /* 128 sub-buckets per octave */
 #define HIST_SUB (1u << HIST_SUB_BITS)
@@ -31,6 +32,12 @@ void hist_merge(hist *into, const hist *from);
  * 0 when empty. */
 uint64_t hist_percentile(const hist *h, double p);
 double hist_mean(const hist *h);
+
+/* Text form for interval logs (-log hdrfile=): "count min max sum i:n i:n ..." listing the
+ * non-empty buckets (index:count) on one line, without the newline. Returns 0 or -errno. */
+int hist_write_sparse(FILE *out, const hist *h);
+/* Parses that form (h is reset first); 0, or -1 on malformed text or a bucket out of range. */
+int hist_read_sparse(hist *h, const char *line);
 
 /* Bucket index and its value range [lo, hi] (exposed for tests). */
 uint32_t hist_index(uint64_t v);

@@ -111,6 +111,7 @@ struct stress {
     hist write_hist, read_hist;   /* per operation type, whole run (mixed summary) */
     stress_series series;
     FILE *log;
+    FILE *hdr;
     int shown_errors;
     uint8_t *valbuf;
     size_t valcap;
@@ -755,6 +756,12 @@ static void emit_interval(stress *st, uint64_t now) {
         fflush(st->log);
     }
     stress_series_add(&st->series, &iv);
+    if (st->hdr) {
+        fprintf(st->hdr, "%.3f %.3f ", iv.t_s, iv.len_s);
+        hist_write_sparse(st->hdr, &st->iv_hist);
+        fputc('\n', st->hdr);
+        fflush(st->hdr);
+    }
     hist_merge(&st->total_hist, &st->iv_hist);
     hist_init(&st->iv_hist);
     st->iv_ops = st->iv_errors = st->iv_mismatches = st->iv_missing = 0;
@@ -910,6 +917,16 @@ int main(int argc, char **argv) {
         }
         fprintf(st->log, "# %s\n", st->cmdline);
     }
+    if (st->o.hdr_file[0]) {
+        st->hdr = fopen(st->o.hdr_file, "w");
+        if (!st->hdr) {
+            fprintf(stderr, "ilion-stress: cannot open %s: %s\n", st->o.hdr_file, strerror(errno));
+            return 2;
+        }
+        fprintf(st->hdr, "# %s\n# ilion-stress interval histograms: t_end_s len_s count min_ns max_ns "
+                         "sum_ns bucket:count... (buckets: tools/stress/hist.h, 128 per octave)\n",
+                st->cmdline);
+    }
     signal(SIGPIPE, SIG_IGN);
     build_statements(st);
     st->loop = uv_default_loop();
@@ -934,6 +951,7 @@ int main(int argc, char **argv) {
     uv_run(st->loop, UV_RUN_DEFAULT);
     uv_loop_close(st->loop);
     if (st->log) fclose(st->log);
+    if (st->hdr) fclose(st->hdr);
     for (int i = 0; i < st->nnodes; i++) free(st->nodes[i].conns);
     free(st->workers);
     free(st->ring);

@@ -346,7 +346,11 @@ static int parse_group_opt(stress_opts *o, const char *group, char *a, char *err
             snprintf(o->log_file, sizeof o->log_file, "%s", a + 5);
             return 0;
         }
-        return fail(err, errlen, "unknown -log option '%s' (interval=, file=)", a);
+        if (!strncmp(a, "hdrfile=", 8)) {
+            snprintf(o->hdr_file, sizeof o->hdr_file, "%s", a + 8);
+            return 0;
+        }
+        return fail(err, errlen, "unknown -log option '%s' (interval=, file=, hdrfile=)", a);
     }
     if (!strcmp(group, "-graph")) {
         if (!strncmp(a, "file=", 5)) {
@@ -425,7 +429,7 @@ void stress_usage(FILE *out) {
         "  -pop seq=1..1000000 | dist=uniform(1..1000000) | dist=gaussian(1..1000000[,3])\n"
         "  -mode native cql3 prepared|simple compression=lz4|none connectionsPerHost=1\n"
         "        timeout=12s tokenaware=true\n"
-        "  -log interval=1 file=PATH     -graph file=report.html [title=...]\n"
+        "  -log interval=1 file=PATH [hdrfile=PATH]   -graph file=report.html [title=...]\n"
         "  -errors max=0                 -seed N\n",
         out);
 }

@@ -55,6 +55,7 @@ typedef struct stress_opts {
     uint32_t timeout_ms;
     double log_interval_s;
     char log_file[512];
+    char hdr_file[512];                 /* per-interval histograms (hist_write_sparse lines) */
     char graph_file[512];
     char title[128];
     uint64_t errors_max;
