@@ -45,7 +45,11 @@ if [ -n "${ILION_BIN:-}" ]; then
     cmake --build "$B" -j"$JOBS" --target ilion-stress >/dev/null
     NODE=$ILION_BIN
 else
-    cmake --build "$B" -j"$JOBS" --target ilion ilion-stress >/dev/null
+    if ! cmake --build "$B" -j"$JOBS" --target ilion ilion-stress >"$OUT/build.log" 2>&1; then
+        grep -E "error|Error" "$OUT/build.log" | head -5
+        echo "build failed (log: $OUT/build.log); ILION_BIN=path/to/ilion runs another node binary"
+        exit 1
+    fi
     NODE=$B/ilion
 fi
 STRESS=$B/tools/ilion-stress
