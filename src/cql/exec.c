@@ -209,6 +209,43 @@ static bool stmt_is_conditional(const cql_stmt *st) {
     }
 }
 
+static bool column_known(exec_req *r, const schema_table *t, const cql_str *c) {
+    if (!c->s || schema_column_index(t, c->s) >= 0) return true;
+    exec_error(r, CQLE_INVALID, "Undefined column name %s", c->s);
+    return false;
+}
+
+static bool relations_known(exec_req *r, const schema_table *t, const cql_relation *w, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (w[i].lhs == CQL_LHS_COLUMN && !column_known(r, t, &w[i].column)) return false;
+        for (uint32_t k = 0; k < w[i].ncols; k++)
+            if (!column_known(r, t, &w[i].cols[k])) return false;
+    }
+    return true;
+}
+
+/* PREPARE reports unknown columns at once, as Cassandra does, rather than at EXECUTE. */
+static bool columns_exist(exec_req *r, const schema_table *t, const cql_stmt *st) {
+    switch (st->kind) {
+    case CQL_STMT_SELECT: return relations_known(r, t, st->u.select.where, st->u.select.nwhere);
+    case CQL_STMT_INSERT:
+        for (uint32_t i = 0; i < st->u.insert.ncols; i++)
+            if (!column_known(r, t, &st->u.insert.cols[i])) return false;
+        return true;
+    case CQL_STMT_UPDATE:
+        for (uint32_t i = 0; i < st->u.update.nset; i++)
+            if (!column_known(r, t, &st->u.update.set[i].column)) return false;
+        return relations_known(r, t, st->u.update.where, st->u.update.nwhere) &&
+               relations_known(r, t, st->u.update.ifs, st->u.update.nif);
+    case CQL_STMT_DELETE:
+        for (uint32_t i = 0; i < st->u.del.ncols; i++)
+            if (!column_known(r, t, &st->u.del.cols[i].column)) return false;
+        return relations_known(r, t, st->u.del.where, st->u.del.nwhere) &&
+               relations_known(r, t, st->u.del.ifs, st->u.del.nif);
+    default: return true;
+    }
+}
+
 int cql_exec_prepare(cql_executor *x, cql_session *s, const char *query, size_t len,
                      cql_done_cb cb, void *arg) {
     if (!x || !query || !cb) return ILION_EINVALID;
@@ -226,6 +263,7 @@ int cql_exec_prepare(cql_executor *x, cql_session *s, const char *query, size_t 
         exec_table(r, q); /* answers the precise error */
         return 0;
     }
+    if (t && st->kind != CQL_STMT_BATCH && !columns_exist(r, t, st)) return 0;
     rs_col *rcols = NULL;
     uint32_t nrcols = 0;
     if (st->kind == CQL_STMT_SELECT && stmt_select_metadata(r, t, &st->u.select, &rcols, &nrcols))

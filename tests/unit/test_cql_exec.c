@@ -1001,3 +1001,20 @@ Test(exec, static_columns) {
     cr_assert_eq(memcmp(o->cell[0][0], "static", 6), 0);
     rows_free(o);
 }
+
+Test(exec, prepare_reports_unknown_columns) {
+    schema_basic();
+    const char *bad[] = {"INSERT INTO t (k, c, nope) VALUES (?, ?, ?)", "UPDATE t SET nope = ? WHERE k = ? AND c = ?",
+                         "DELETE nope FROM t WHERE k = ?", "SELECT * FROM t WHERE nope = ?"};
+    for (int i = 0; i < 4; i++) {
+        resp pr = prepare(bad[i]);
+        cr_assert_eq(pr.opcode, 0x00, "%s", bad[i]);
+        rd r;
+        rd_init(&r, pr.body, pr.len);
+        cr_assert_eq(u32(&r), 0x2200);
+        char msg[128];
+        str(&r, msg, sizeof msg);
+        cr_assert(strstr(msg, "nope"), "%s", msg);
+        resp_free(&pr);
+    }
+}
