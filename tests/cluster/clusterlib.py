@@ -64,7 +64,7 @@ def log(msg):
 
 class Cluster:
     def __init__(self, name, n, subnet, num_tokens=16, cluster_name=None, seeds=2,
-                 extra_yaml=""):
+                 extra_yaml="", commitlog_sync="periodic"):
         self.name = name
         self.n = n
         self.subnet = subnet
@@ -72,6 +72,7 @@ class Cluster:
         self.cluster_name = cluster_name or ("ilion-test-" + name)
         self.nseeds = seeds
         self.extra_yaml = extra_yaml
+        self.commitlog_sync = commitlog_sync
         self.bin = node_binary()
         self.dir = tempfile.mkdtemp(prefix="ilion-cluster-%s-" % name)
         self.procs = {}
@@ -107,12 +108,13 @@ data_file_directories:
 commitlog_directory: %(d)s/commitlog
 hints_directory: %(d)s/hints
 saved_caches_directory: %(d)s/saved_caches
-commitlog_sync: periodic
+commitlog_sync: %(sync)s
 commitlog_sync_period_in_ms: 1000
+commitlog_sync_group_window_in_ms: 5
 %(extra)s
 """ % dict(cn=cluster_name or self.cluster_name, nt=self.num_tokens, ip=self.ip(i),
            np=NATIVE_PORT, sp=STORAGE_PORT, ap=ADMIN_PORT, seeds=seeds, d=d,
-           extra=self.extra_yaml)
+           extra=self.extra_yaml, sync=self.commitlog_sync)
         with open(os.path.join(d, "conf", "cassandra.yaml"), "w") as f:
             f.write(y)
 
