@@ -58,6 +58,8 @@ struct sst_writer {
     int64_t first_token;
     buf first_key;
     bool first_cont;
+    buf first_ck;          /* clustering key of the block's first row (lets slices skip blocks) */
+    bool need_first_ck;
     bloom filter;
     sst_stats st;
     int err;
@@ -86,6 +88,7 @@ int sst_writer_open(const char *dir, uint64_t gen, uint64_t table_id,
     buf_init(&w->out);
     buf_init(&w->index);
     buf_init(&w->first_key);
+    buf_init(&w->first_ck);
     int rc = bloom_init(&w->filter, expected_partitions, w->opt.bloom_fp_chance);
     if (rc) {
         free(w);
@@ -151,6 +154,8 @@ static int flush_block(sst_writer *w) {
     buf_varint(&w->index, w->first_key.len);
     buf_put(&w->index, w->first_key.data, w->first_key.len);
     buf_u8(&w->index, w->first_cont ? 1 : 0);
+    buf_varint(&w->index, w->first_ck.len);
+    buf_put(&w->index, w->first_ck.data, w->first_ck.len);
     buf_u64(&w->index, w->off);
     buf_u32(&w->index, (uint32_t)total);
     if (w->index.oom) return -ENOMEM;
@@ -169,6 +174,8 @@ static size_t start_chunk(sst_writer *w, const st_partition *p, int kind) {
         buf_reset(&w->first_key);
         buf_put(&w->first_key, p->pk, p->pklen);
         w->first_cont = kind == CHUNK_CONT;
+        buf_reset(&w->first_ck);
+        w->need_first_ck = true;
     }
     buf_u8(&w->blk, (uint8_t)kind);
     buf_u64(&w->blk, (uint64_t)p->token);
@@ -230,6 +237,10 @@ int sst_writer_add(sst_writer *w, const st_partition *p) {
             } else if (c->expiry != ST_NO_EXPIRY && c->expiry - c->ttl > st->max_local_deletion_time) {
                 st->max_local_deletion_time = c->expiry - c->ttl;
             }
+        }
+        if (w->need_first_ck) {
+            buf_put(&w->first_ck, r->ck, r->cklen);
+            w->need_first_ck = false;
         }
         st_row_encode(r, &w->blk);
         n++;
@@ -310,6 +321,7 @@ static void writer_free(sst_writer *w) {
     buf_free(&w->out);
     buf_free(&w->index);
     buf_free(&w->first_key);
+    buf_free(&w->first_ck);
     bloom_free(&w->filter);
     free(w);
 }
@@ -382,6 +394,8 @@ typedef struct idx_entry {
     const uint8_t *pk;
     uint32_t pklen;
     uint8_t cont;
+    const uint8_t *ck;     /* first row's clustering key */
+    uint32_t cklen;
     uint64_t off;
     uint32_t len;
 } idx_entry;
@@ -503,7 +517,7 @@ int sstable_open(const char *dir, uint64_t gen, sstable **out) {
     rd r;
     rd_init(&r, s->index_raw, ilen);
     uint32_t nb;
-    if (rd_u32(&r, &nb) || nb > ilen / 14) {
+    if (rd_u32(&r, &nb) || nb > ilen / 15) {
         rc = sst_fail(s, ILION_ECORRUPT, ioff, "index block count");
         goto fail;
     }
@@ -515,9 +529,10 @@ int sstable_open(const char *dir, uint64_t gen, sstable **out) {
     uint64_t expect_off = 0;
     for (uint32_t i = 0; i < nb; i++) {
         idx_entry *e = &s->idx[i];
-        uint64_t t, kl;
+        uint64_t t, kl, cl;
         if (rd_u64(&r, &t) || rd_varint(&r, &kl) || kl > rd_left(&r) ||
             rd_bytes(&r, (size_t)kl, &e->pk) || rd_u8(&r, &e->cont) || e->cont > 1 ||
+            rd_varint(&r, &cl) || cl > rd_left(&r) || rd_bytes(&r, (size_t)cl, &e->ck) ||
             rd_u64(&r, &e->off) || rd_u32(&r, &e->len) || e->off != expect_off ||
             e->len < BLOCK_HDR + BLOCK_TRAILER || e->off + e->len > data_end) {
             rc = sst_fail(s, ILION_ECORRUPT, ioff + (uint64_t)(r.p - s->index_raw), "index entry");
@@ -525,6 +540,7 @@ int sstable_open(const char *dir, uint64_t gen, sstable **out) {
         }
         e->token = (int64_t)t;
         e->pklen = (uint32_t)kl;
+        e->cklen = (uint32_t)cl;
         expect_off = e->off + e->len;
         if (i && st_key_compare(s->idx[i - 1].token, s->idx[i - 1].pk, s->idx[i - 1].pklen,
                                 e->token, e->pk, e->pklen) > 0) {
@@ -736,6 +752,10 @@ static scratch *thread_scratch(void) {
     return sc;
 }
 
+static inline bool is_cont_of(const idx_entry *e, int64_t token, const uint8_t *pk, uint32_t pklen) {
+    return e->cont && e->token == token && e->pklen == pklen && memcmp(e->pk, pk, pklen) == 0;
+}
+
 /* First block that may hold key (token, pk): see docs/sstable-format.md ("lookup"). */
 static int64_t find_start_block(const sstable *s, int64_t token, const uint8_t *pk, uint32_t pklen,
                                 bool *exact) {
@@ -764,11 +784,20 @@ int sstable_get(sstable *s, int64_t token, const uint8_t *pk, uint32_t pklen,
     if (bi < 0) return 0;
     scratch *sc = thread_scratch();
     if (!sc) return -ENOMEM;
+    /* A wide partition spans continuation blocks; their first clustering keys let a slice skip
+     * the blocks entirely before its start (continuation chunks repeat the partition header). */
+    if (slice && slice->start) {
+        while ((uint32_t)bi + 1 < s->nblocks && is_cont_of(&s->idx[bi + 1], token, pk, pklen) &&
+               st_ck_compare(s->idx[bi + 1].ck, s->idx[bi + 1].cklen, slice->start, slice->start_len) <= 0)
+            bi++;
+    }
     st_partition *p = NULL;
     for (uint32_t b = (uint32_t)bi; b < s->nblocks; b++) {
-        if (p && !(s->idx[b].cont && s->idx[b].token == token && s->idx[b].pklen == pklen &&
-                   memcmp(s->idx[b].pk, pk, pklen) == 0))
-            break;
+        if (b > (uint32_t)bi && !is_cont_of(&s->idx[b], token, pk, pklen)) break;
+        if (b > (uint32_t)bi && slice && slice->end) {
+            int c = st_ck_compare(s->idx[b].ck, s->idx[b].cklen, slice->end, slice->end_len);
+            if (c > 0 || (c == 0 && !slice->end_incl)) break;
+        }
         int rc = read_block(s, b, sc);
         if (rc) return rc;
         rd r;
