@@ -555,6 +555,7 @@ struct wreq {
     wtarget *t;
     int refs;                /* outstanding replica answers + the starter */
     bool answered, explicit_failure, timer_on;
+    int failure;             /* the first error a replica reported */
     uv_timer_t timer;
 };
 
@@ -627,7 +628,8 @@ static void wreq_check(wreq *w) {
             wreq_answer(w, &e);
         } else if (!wreq_possible(w)) {
             if (w->explicit_failure)
-                coord_set_err(&e, 0x1500, w->cl, "Operation failed - received %d responses and 1 failures", recv);
+                coord_set_err(&e, 0x1500, w->cl, "Operation failed - received %d responses and 1 failures (%s)",
+                              recv, ilion_strerror(w->failure));
             else
                 coord_set_err(&e, 0x1100, w->cl,
                               "Operation timed out - received only %d responses.", recv);
@@ -672,7 +674,10 @@ static void local_synced(coord *c, void *arg, int err) {
         target_acked(t);
     } else {
         t->failed = true;
-        if (err != ILION_ECLOSED) w->explicit_failure = true;
+        if (err != ILION_ECLOSED) {
+            w->explicit_failure = true;
+            if (!w->failure) w->failure = err;
+        }
     }
     wreq_check(w);
 }
@@ -690,6 +695,7 @@ static void remote_answered(void *arg, int err, uint8_t verb, const uint8_t *p, 
             if (err != ILION_ECLOSED) target_hint(t);
         } else {
             w->explicit_failure = true;
+            if (!w->failure) w->failure = err;
         }
     }
     wreq_check(w);
@@ -837,6 +843,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
                 LOG_WARN("coord", "local write failed: %s", ilion_strerror(rc));
                 t->failed = true;
                 w->explicit_failure = true;
+                if (!w->failure) w->failure = rc;
                 rc = 0;
                 continue;
             }
@@ -845,6 +852,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
                 target_pending(t, -1);
                 t->failed = true;
                 w->explicit_failure = true;
+                if (!w->failure) w->failure = -12;
             }
         } else if (!t->rep.alive) {
             t->failed = true;
@@ -856,8 +864,12 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
             if (r) {
                 target_pending(t, -1);
                 t->failed = true;
-                if (r == ILION_EUNAVAILABLE) target_hint(t);
-                else w->explicit_failure = true;
+                if (r == ILION_EUNAVAILABLE) {
+                    target_hint(t);
+                } else {
+                    w->explicit_failure = true;
+                    if (!w->failure) w->failure = r;
+                }
             }
         }
     }
