@@ -212,6 +212,10 @@ void prepared_cache_free(prepared_cache *c);
 void prepared_id(const char *ks, const char *q, size_t len, uint8_t id[16]);
 int prepared_put(prepared_cache *c, const uint8_t id[16], const char *ks, const char *q,
                  size_t len);
+/* Forgets every statement: after a table or keyspace is dropped, statements prepared against
+ * it must not run against a new table of the same name with other columns; clients get
+ * Unprepared and prepare again, learning the new metadata. */
+void prepared_clear(prepared_cache *c);
 /* Looks up; *q points into the cache (valid until the next put). */
 bool prepared_get(prepared_cache *c, const uint8_t *id, size_t idlen, const char **ks,
                   const char **q, size_t *len);

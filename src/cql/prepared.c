@@ -105,3 +105,13 @@ bool prepared_get(prepared_cache *c, const uint8_t *id, size_t idlen, const char
         }
     return false;
 }
+
+void prepared_clear(prepared_cache *c) {
+    prep_entry *e = c->oldest;
+    while (e) {
+        prep_entry *n = e->newer;
+        free(e);
+        e = n;
+    }
+    memset(c, 0, sizeof *c);
+}

@@ -185,6 +185,7 @@ int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
         return rc < 0 ? rc : lc.err;
     }
     schema_catalog *cat = x->cat;
+    bool dropped = false; /* or replaced: prepared statements must be prepared again */
     /* Keyspaces that are gone. Names are copied: removal frees them. */
     for (size_t i = cat->nks; i-- > 0;) {
         schema_keyspace *k = cat->ks[i];
@@ -193,6 +194,7 @@ int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
         snprintf(name, sizeof name, "%s", k->name);
         for (size_t j = 0; j < k->ntables; j++) storage_table_drop(x->engine, k->tables[j]->id);
         schema_keyspace_remove(cat, name);
+        dropped = true;
         if (cb) cb(arg, "DROPPED", "KEYSPACE", name, NULL);
     }
     for (size_t i = 0; i < nc->nks; i++) {
@@ -226,6 +228,7 @@ int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
             snprintf(tn, sizeof tn, "%s", t->name);
             storage_table_drop(x->engine, t->id);
             schema_table_remove(cat, ok->name, tn);
+            dropped = true;
             if (cb) cb(arg, "DROPPED", "TABLE", ok->name, tn);
         }
         for (size_t m = 0; m < nk->ntables; m++) {
@@ -236,7 +239,10 @@ int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
             const char *change = "CREATED";
             if (old) {
                 change = "UPDATED";
-                if (old->id != t->id) storage_table_drop(x->engine, old->id);
+                if (old->id != t->id) {
+                    storage_table_drop(x->engine, old->id);
+                    dropped = true;
+                }
                 schema_table_remove(cat, ok->name, t->name);
             }
             if (schema_table_add(cat, t)) {
@@ -248,6 +254,7 @@ int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
         }
     }
     schema_catalog_free(nc);
+    if (dropped) prepared_clear(x->prepared);
     exec_schema_changed(x);
     return 0;
 }

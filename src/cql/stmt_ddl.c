@@ -196,6 +196,7 @@ static void drop_keyspace(exec_req *r, const cql_keyspace_stmt *ks) {
     char saved[SCHEMA_NAME_MAX];
     snprintf(saved, sizeof saved, "%s", name);
     schema_keyspace_remove(x->cat, saved);
+    prepared_clear(x->prepared);
     exec_schema_changed(x);
     exec_reply_schema_change(r, "DROPPED", "KEYSPACE", saved, NULL);
 }
@@ -534,6 +535,7 @@ static void drop_table(exec_req *r, const cql_table_ref *tr) {
     }
     storage_table_drop(x->engine, t->id);
     schema_table_remove(x->cat, ksc, tc);
+    prepared_clear(x->prepared);
     exec_schema_changed(x);
     exec_reply_schema_change(r, "DROPPED", "TABLE", ksc, tc);
 }

@@ -1018,3 +1018,25 @@ Test(exec, prepare_reports_unknown_columns) {
         resp_free(&pr);
     }
 }
+
+Test(exec, drop_forgets_prepared_statements) {
+    schema_basic();
+    resp pr = prepare("SELECT * FROM t WHERE k = ?");
+    rd r;
+    rd_init(&r, pr.body, pr.len);
+    u32(&r);
+    u16(&r);
+    const uint8_t *id;
+    rd_bytes(&r, 16, &id);
+    uint8_t iid[16];
+    memcpy(iid, id, 16);
+    resp_free(&pr);
+    ok("DROP TABLE t");
+    ok("CREATE TABLE t (k int PRIMARY KEY, other text)");
+    uint8_t kb[4];
+    be32_put(kb, 1);
+    cql_value v = {kb, 4, NULL, 0};
+    rows *o = execute(iid, &v, 1);
+    cr_assert_eq(o->err, 0x2500, "a statement prepared against the dropped table must be prepared again");
+    rows_free(o);
+}
