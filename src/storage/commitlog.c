@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "ilion/util/buf.h"
+#include "ilion/util/crc32c.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
 
@@ -90,18 +90,7 @@ struct commitlog {
 
 /* ---- format helpers ---------------------------------------------------------------- */
 
-static uint32_t crc(const void *p, size_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    /* zlib takes uInt lengths; records are < 4 GiB, but stay safe. */
-    const uint8_t *b = p;
-    while (n > 0) {
-        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        c = crc32(c, b, k);
-        b += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
+static uint32_t crc(const void *p, size_t n) { return crc32c(0, p, n); }
 
 static uint32_t seg_mask(uint32_t segid) {
     uint8_t b[8];

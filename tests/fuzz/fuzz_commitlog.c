@@ -9,10 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "ilion/storage/commitlog.h"
 #include "ilion/util/buf.h"
+#include "ilion/util/crc32c.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
 
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         be64_put(img + 8, id);
         be64_put(img + 16, segsize);
         be32_put(img + 24, 0);
-        be32_put(img + 28, (uint32_t)crc32(0, img, 28));
+        be32_put(img + 28, crc32c(0, img, 28));
         memcpy(img + 32, data + 1, size - 1);
         n = size + 31;
     } else {

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "ilion/storage/commitlog.h"
 #include "ilion/util/buf.h"
+#include "ilion/util/crc32c.h"
 #include "ilion/util/clock.h"
 #include "ilion/util/err.h"
 
@@ -754,8 +754,8 @@ Test(commitlog, garbage_segments_never_crash) {
             be64_put(b + 8, 7);
             be64_put(b + 16, 4096 + rng_next(&seed) % 8192);
             b[24] = b[25] = b[26] = b[27] = 0;
-            /* header CRC is zlib crc32 of bytes 0..27 */
-            be32_put(b + 28, (uint32_t)crc32(0, b, 28));
+            /* header CRC is CRC32C of bytes 0..27 */
+            be32_put(b + 28, crc32c(0, b, 28));
         }
         char path[4096];
         snprintf(path, sizeof path, "%s/CommitLog-1-7.log", dir);
