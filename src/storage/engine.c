@@ -1367,20 +1367,27 @@ void storage_set_sync_callback(storage_engine *e, storage_sync_cb cb, void *arg)
 
 /* ---------------------------------------------------------------------- read path --- */
 
-/* Applies the slice's direction and limit to a purged partition (in place). */
+/* Applies the slice's limit to a purged partition (in place): the first `limit` live rows, or
+ * the last ones when reversed. Rows stay in ascending order either way (the st_partition
+ * invariant the encoding checks); tombstoned rows between them are kept. */
 static st_partition *apply_slice(st_arena *a, st_partition *p, const storage_slice *slice, int32_t now_s) {
-    if (!p || !slice || (!slice->reversed && !slice->limit)) return p;
-    uint32_t n = p->nrows, live = 0, k = 0;
-    st_row *rows = n ? arena_alloc(a, sizeof *rows * n) : NULL;
-    if (n && !rows) return NULL;
-    for (uint32_t i = 0; i < n; i++) {
-        const st_row *r = &p->rows[slice->reversed ? n - 1 - i : i];
-        if (slice->limit && live >= slice->limit) break;
-        rows[k++] = *r;
-        if (st_row_live(r, &p->del, now_s)) live++;
+    (void)a;
+    if (!p || !slice || !slice->limit) return p;
+    uint32_t n = p->nrows, live = 0;
+    if (!slice->reversed) {
+        for (uint32_t i = 0; i < n; i++)
+            if (st_row_live(&p->rows[i], &p->del, now_s) && ++live == slice->limit) {
+                p->nrows = i + 1;
+                break;
+            }
+    } else {
+        for (uint32_t i = n; i-- > 0;)
+            if (st_row_live(&p->rows[i], &p->del, now_s) && ++live == slice->limit) {
+                p->rows += i;
+                p->nrows -= i;
+                break;
+            }
     }
-    p->rows = rows;
-    p->nrows = k;
     p->rows_cap = 0;
     return p;
 }

@@ -318,7 +318,8 @@ static void check_slice(storage_engine *e, int pi, int32_t now, uint64_t r) {
     arena_init(&a);
     st_partition *p;
     cr_assert_eq(storage_read(e, 1, pk, 4, &sl, now, &a, &p), 0);
-    /* Expected live rows in slice order. */
+    /* Expected live rows: the first `limit` in clustering order, or the last ones when
+     * reversed; returned in ascending order either way. */
     int want[NCK], nw = 0;
     for (int k = 0; k < NCK; k++) {
         int ri = sl.reversed ? NCK - 1 - k : k;
@@ -328,6 +329,12 @@ static void check_slice(storage_engine *e, int pi, int32_t now, uint64_t r) {
         if (sl.limit && nw >= (int)sl.limit) break;
         want[nw++] = ri;
     }
+    if (sl.reversed)
+        for (int k = 0; k < nw / 2; k++) {
+            int t = want[k];
+            want[k] = want[nw - 1 - k];
+            want[nw - 1 - k] = t;
+        }
     int got = 0;
     for (uint32_t i = 0; p && i < p->nrows; i++) {
         if (!st_row_live(&p->rows[i], &p->del, now)) continue;

@@ -89,8 +89,8 @@ void storage_set_sync_callback(storage_engine *e, storage_sync_cb cb, void *arg)
 typedef struct storage_slice {
     const uint8_t *start; uint32_t start_len; bool start_incl;
     const uint8_t *end;   uint32_t end_len;   bool end_incl;
-    bool reversed;         /* rows in descending clustering order, limit counted from the end;
-                            * the result's rows array is then in descending order too */
+    bool reversed;         /* the limit counts live rows from the end of the slice (a descending
+                            * query); the result's rows stay in ascending order */
     uint32_t limit;        /* live rows; 0 = no limit */
 } storage_slice;
 
