@@ -30,6 +30,7 @@ typedef struct node {
     bool up;
 } node;
 static node nodes[N];
+static uint32_t hint_window_ms; /* 0: the default */
 
 static void run_ms(uint64_t ms) {
     uv_update_time(&loop);
@@ -91,6 +92,7 @@ static void node_start(int i, const char *dc) {
     co.range_request_timeout_ms = 3000;
     co.hints_directory = h;
     co.hint_check_interval_ms = 100;
+    if (hint_window_ms) co.max_hint_window_ms = hint_window_ms;
     cr_assert_eq(coord_create_ex(&loop, n->eng, n->cl, &co, &n->co), 0);
     n->up = true;
 }
@@ -131,6 +133,7 @@ static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ilion_cc_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     memset(nodes, 0, sizeof nodes);
+    hint_window_ms = 0;
 }
 
 static void teardown(void) {
@@ -359,6 +362,8 @@ Test(coord_cluster, read_repair_fixes_stale_replicas) {
 }
 
 typedef struct scan_res {
+    const char *watch;      /* key whose value is recorded */
+    char watched[64];
     int parts, done;
     bool err;
     coord_error e;
@@ -372,6 +377,8 @@ static int on_part(void *arg, const st_partition *p) {
     if (s->parts && p->token < s->last_token) s->ordered = false;
     s->last_token = p->token;
     s->parts++;
+    if (s->watch && p->pklen == strlen(s->watch) && memcmp(p->pk, s->watch, p->pklen) == 0)
+        value_of(p, s->watched, sizeof s->watched);
     return s->stop_after && s->parts >= s->stop_after;
 }
 
@@ -382,8 +389,9 @@ static void on_scan_done(void *arg, const coord_error *e) {
     if (e) s->e = *e;
 }
 
+static const char *scan_watch;
 static scan_res scan_all(int via, const schema_replication *r, enum coord_cl cl, int stop_after) {
-    scan_res s = {.ordered = true, .stop_after = stop_after};
+    scan_res s = {.ordered = true, .stop_after = stop_after, .watch = scan_watch};
     cr_assert_eq(coord_scan(nodes[via].co, r, TABLE, INT64_MIN, NULL, 0, 0, cl, on_part, on_scan_done, &s), 0);
     RUN_UNTIL(s.done > 0, 10000);
     cr_assert_eq(s.done, 1);
@@ -426,6 +434,25 @@ Test(coord_cluster, range_scan_walks_the_ring) {
     s = scan_all(2, &r2, COORD_CL_ONE, 17);
     cr_assert(!s.err);
     cr_assert_eq(s.parts, 17);
+    /* One replica of a key holds a newer value: a scan at ALL merges both and shows it. */
+    {
+        net_addr rep[2];
+        const char *k7 = "s0007";
+        cr_assert_eq(cluster_replicas(nodes[0].cl, &r2, murmur3_token(k7, strlen(k7)), rep, 2), 2);
+        int holder = rep[1].ip[3] - 1;
+        st_arena b;
+        arena_init(&b);
+        uint64_t pos;
+        cr_assert_eq(storage_apply(nodes[holder].eng, mutation(&b, k7, "newer", 5000), &pos), 0);
+        arena_free(&b);
+        scan_watch = k7;
+        for (int via = 0; via < N; via++) {
+            scan_res x = scan_all(via, &r2, COORD_CL_ALL, 0);
+            cr_assert_eq(x.parts, n);
+            cr_assert_str_eq(x.watched, "newer", "via node %d", via + 1);
+        }
+        scan_watch = NULL;
+    }
     /* Resuming after a key gives the rest. */
     scan_res t = {.ordered = true};
     snprintf(key, sizeof key, "s%04d", 5);
@@ -790,4 +817,28 @@ Test(coord_cluster, pipelined_quorum_writes_and_reads) {
                 total, wsec, total / wsec, total, rsec, total / rsec, depth);
     fprintf(stderr, "coord_cluster: %d QUORUM writes %.0f/s, QUORUM reads %.0f/s (depth %d, 3 nodes, one loop)\n",
             total, total / wsec, total / rsec, depth);
+}
+
+/* Hints older than max_hint_window_ms are dropped, not delivered. */
+Test(coord_cluster, old_hints_are_dropped) {
+    hint_window_ms = 300;
+    start_all(NULL);
+    schema_replication r3 = simple(3);
+    node_stop(2);
+    net_addr a3;
+    net_addr_parse("127.0.0.3", port, &a3);
+    RUN_UNTIL(!cluster_is_alive(nodes[0].cl, &a3), 5000);
+    wres w = write_kv(0, &r3, "old", "x", 1000, COORD_CL_QUORUM);
+    cr_assert(!w.err);
+    run_ms(600);
+    node_start(2, NULL);
+    coord_stats st;
+    RUN_UNTIL((coord_get_stats(nodes[0].co, &st), st.hints_pending == 0), 5000);
+    cr_assert_eq(st.hints_written, 1);
+    cr_assert_eq(st.hints_dropped, 1);
+    cr_assert_eq(st.hints_delivered, 0);
+    cr_assert_eq(count_hint_files(0), 0);
+    char v[64];
+    engine_value(2, "old", v, sizeof v);
+    cr_assert_str_eq(v, "");
 }
