@@ -231,14 +231,16 @@ static void put_uuid_text(vrows *v, const char *col, const char *text) {
     buf_free(&b);
 }
 
-/* Peers as gossip knows them; a row lacking what drivers need is still listed (drivers skip
- * it) so operators see the node. */
+/* Peers as gossip knows them, those with host id, dc, rack, rpc address and tokens. */
 static void rows_peers(vrows *v, cql_executor *x, bool v2) {
     if (!x->cluster) return;
     size_t n = cluster_peer_count(x->cluster);
     for (size_t i = 0; i < n; i++) {
         cluster_peer p;
         if (cluster_peer_get(x->cluster, i, &p)) continue;
+        /* Drivers reject (and the Python driver warns about) a row without these; a node not
+         * fully known yet is left out until gossip brings the rest (admin status shows it). */
+        if (!p.has_host_id || !p.dc[0] || !p.rack[0] || !p.rpc_address[0] || !p.ntokens) continue;
         if (!row_new(v)) return;
         char ip[NET_ADDR_STRLEN];
         net_addr_ip_str(&p.addr, ip, sizeof ip);
