@@ -813,7 +813,6 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
         sst_writer_abort(w);
         return rc;
     }
-    uint64_t nparts = sst_writer_partitions(w);
     rc = sst_writer_finish(w, clpos, replaces, nin);
     if (rc) return rc;
     sstable *out = NULL;
@@ -829,8 +828,10 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
                 memtable_ref(cur->mems[i]);
                 nv->mems[i] = cur->mems[i];
             }
+            /* Installed even when empty (everything purged): its replaces list is what keeps
+             * the inputs from coming back if the process dies before they are unlinked. */
             uint32_t k = 0;
-            if (nparts) nv->ssts[k++] = out;
+            nv->ssts[k++] = out;
             for (uint32_t i = 0; i < cur->nsst; i++) {
                 bool in = false;
                 for (uint32_t j = 0; j < nin; j++)
@@ -846,11 +847,10 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
         }
     }
     pthread_mutex_unlock(&t->vlock);
-    if (!installed || !nparts) {
-        /* An empty output (everything purged) is not kept; its inputs still go. */
+    if (!installed) {
         sstable_mark_obsolete(out);
         sstable_unref(out);
-        if (!installed) return 0;
+        return 0;
     }
     for (uint32_t i = 0; i < nin; i++) sstable_mark_obsolete(inputs[i]);
     atomic_fetch_add(&t->compactions_done, 1);
