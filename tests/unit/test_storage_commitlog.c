@@ -316,6 +316,8 @@ static void group_commit_case(enum storage_sync_mode mode) {
     /* 8 writers each waiting for its fsync: each fsync must serve several of them. */
     cr_assert_lt(st.syncs, NT * PER / 2, "%llu fsyncs for %d writes: no group commit",
                  (unsigned long long)st.syncs, NT * PER);
+    cr_log_info("%s: %d writes, %llu fsyncs", mode == STORAGE_SYNC_BATCH ? "batch" : "group", NT * PER,
+                (unsigned long long)st.syncs);
     commitlog_close(cl);
     collected c = {0};
     reopen_collect(dir, 1 << 20, 0, &c, 0);
@@ -770,6 +772,61 @@ Test(commitlog, garbage_segments_never_crash) {
         if (cl) commitlog_close(cl);
         collected_free(&c);
     }
+    rm_rf(dir);
+    free(dir);
+}
+
+Test(commitlog, discard_of_segments_not_yet_written_is_deferred) {
+    char *dir = mkdtemp_dir();
+    sync_hook h = {.mu = PTHREAD_MUTEX_INITIALIZER, .no_real_sync = true, .sleep_us = 20000};
+    commitlog_options o = opts(dir, STORAGE_SYNC_PERIODIC, 16 << 10, &h);
+    o.sync_period_ms = 100000;
+    commitlog *cl;
+    cr_assert_eq(commitlog_open(&o, 0, NULL, NULL, &cl), 0);
+    uint8_t p[512];
+    uint64_t pos = 0;
+    for (uint64_t k = 0; k < 600; k++) {   /* ~100 KB: several segments, mostly still in memory */
+        size_t len = make_payload(k, p, sizeof p);
+        cr_assert_eq(commitlog_append(cl, p, len, &pos), 0);
+    }
+    commitlog_discard_before(cl, pos);
+    cr_assert_leq(commitlog_active_bytes(cl), 16 << 10);
+    uint64_t more = 0;
+    for (uint64_t k = 600; k < 610; k++) {
+        size_t len = make_payload(k, p, sizeof p);
+        cr_assert_eq(commitlog_append(cl, p, len, &more), 0);
+    }
+    commitlog_close(cl);   /* writes everything; discarded segments go to the pool as it passes them */
+    cr_assert_leq(count_files(dir, "CommitLog-1-"), 2);
+    collected c = {0};
+    reopen_collect(dir, 16 << 10, 0, &c, 0);
+    cr_assert(!c.bad);
+    cr_assert_geq(c.n, 10);
+    cr_assert_eq(c.keys[c.n - 1], 609);
+    for (size_t i = 0; i < c.n; i++) cr_assert_geq(c.pos[i] >> 32, pos >> 32, "a discarded segment was replayed");
+    collected_free(&c);
+    rm_rf(dir);
+    free(dir);
+}
+
+Test(commitlog, ids_stay_above_replay_position_when_files_are_gone) {
+    char *dir = mkdtemp_dir();
+    commitlog_options o = opts(dir, STORAGE_SYNC_BATCH, 16 << 10, NULL);
+    commitlog *cl;
+    uint64_t from = (50ull << 32) | 1000;
+    cr_assert_eq(commitlog_open(&o, from, NULL, NULL, &cl), 0);
+    cr_assert_gt(commitlog_position(cl), from);
+    uint8_t p[64];
+    size_t len = make_payload(3, p, sizeof p);
+    uint64_t pos;
+    cr_assert_eq(commitlog_append(cl, p, len, &pos), 0);
+    cr_assert_eq(commitlog_wait(cl, pos), 0);
+    cr_assert_eq(pos >> 32, 51);
+    commitlog_close(cl);
+    collected c = {0};
+    reopen_collect(dir, 16 << 10, from, &c, 0);
+    cr_assert_eq(c.n, 1);
+    collected_free(&c);
     rm_rf(dir);
     free(dir);
 }
