@@ -139,41 +139,51 @@ ilion_run() {
         perf report -i "$OUT/perf-$name.data" --no-children --percent-limit 1 --stdio -g none \
             >"$OUT/perf-$name.txt" 2>/dev/null || true
     fi
-    awk '/^Op rate/ {print $4}' "$OUT/$name.out"
+    # "op/s p50_ms"
+    awk '/^Op rate/ {r = $4} /^Latency median/ {m = $4} END {print r, m}' "$OUT/$name.out"
 }
 
-# redis-benchmark TEST N name [extra...] -> prints req/s
+# redis-benchmark TEST N name [extra...] -> prints "req/s p50_ms"
 redis_run() {
     local t=$1 n=$2 name=$3
     shift 3
     redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -n "$n" -t "$t" -d 100 -r 1000000 -q "$@" \
         >"$OUT/$name.out" 2>&1
+    # "SET: 104712.05 requests per second, p50=0.263 msec"
     tr '\r' '\n' <"$OUT/$name.out" | awk -v T="$(echo "$t" | tr a-z A-Z)" \
-        '$1 == T":" {print $2}' | tail -1
+        '$1 == T":" { p = "-"; for (i = 1; i <= NF; i++) if ($i ~ /^p50=/) { p = substr($i, 5) }
+                      print $2, p }' | tail -1
 }
 
 RESULTS=()
-record() { # label ilion redis
+FMT='%-44s %10s %10s %6s %9s %9s'
+record() { # label ilion-ops redis-ops ilion-p50 redis-p50
     local r
     r=$(awk -v a="${2:-0}" -v b="${3:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    RESULTS+=("$(printf '%-44s %12s %12s %8s' "$1" "${2:-fail}" "${3:-fail}" "$r")")
-    printf '%-44s %12s %12s %8s\n' "$1" "${2:-fail}" "${3:-fail}" "$r"
+    RESULTS+=("$(printf "$FMT" "$1" "${2:-fail}" "${3:-fail}" "$r" "${4:--}" "${5:--}")")
+    printf "$FMT\n" "$1" "${2:-fail}" "${3:-fail}" "$r" "${4:--}" "${5:--}"
 }
 
-echo "== results in $OUT (ops/s; ratio = ilion / redis)"
-printf '%-44s %12s %12s %8s\n' case ilion redis ratio
+echo "== results in $OUT (op/s; ratio = ilion / redis; median latency in ms)"
+printf "$FMT\n" case ilion redis ratio ilion_p50 redis_p50
 
 # measure LABEL ILION-ARGS REDIS-ARGS: runs the pair REPEAT times, alternating, and records the
 # best figure of each side (other tenants of a shared machine only ever slow a run down).
 measure() {
-    local label=$1 i a b best_a=0 best_b=0
+    local label=$1 i a b best_a=0 best_b=0 p50_a=- p50_b=-
     for ((i = 0; i < REPEAT; i++)); do
         a=$(eval "ilion_run $2")
         b=$(eval "redis_run $3")
-        best_a=$(awk -v x="${a:-0}" -v y="$best_a" 'BEGIN { print (x > y ? x : y) }')
-        best_b=$(awk -v x="${b:-0}" -v y="$best_b" 'BEGIN { print (x > y ? x : y) }')
+        if awk -v x="${a%% *}" -v y="$best_a" 'BEGIN { exit !(x + 0 > y + 0) }'; then
+            best_a=${a%% *}
+            p50_a=${a##* }
+        fi
+        if awk -v x="${b%% *}" -v y="$best_b" 'BEGIN { exit !(x + 0 > y + 0) }'; then
+            best_b=${b%% *}
+            p50_b=${b##* }
+        fi
     done
-    record "$label" "$best_a" "$best_b"
+    record "$label" "$best_a" "$best_b" "$p50_a" "$p50_b"
 }
 
 start_node periodic periodic
@@ -204,6 +214,6 @@ stop_node
 stop_redis
 
 echo
-echo "== summary (ops/s; ratio = ilion / redis); logs and HTML reports in $OUT"
-printf '%-44s %12s %12s %8s\n' case ilion redis ratio
+echo "== summary (op/s; ratio = ilion / redis; median latency in ms); logs and HTML reports in $OUT"
+printf "$FMT\n" case ilion redis ratio ilion_p50 redis_p50
 printf '%s\n' "${RESULTS[@]}"
