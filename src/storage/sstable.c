@@ -26,7 +26,7 @@
 #define FOOTER_SIZE 80
 #define BLOCK_HDR 9                     /* u8 compression, u32 plain length, u32 stored length */
 #define BLOCK_TRAILER 4                 /* u32 crc */
-#define MAX_BLOCK_PLAIN (64u << 20)     /* refuse absurd lengths from a damaged header */
+#define MAX_BLOCK_PLAIN ((uint32_t)LZ4_MAX_INPUT_SIZE) /* a block holds at least one row, of any size */
 
 enum { COMP_NONE = 0, COMP_LZ4 = 1, COMP_DEFLATE = 2 };
 enum { CHUNK_START = 1, CHUNK_CONT = 2 };
@@ -117,9 +117,10 @@ static int flush_block(sst_writer *w) {
     if (w->blk.len == 0) return 0;
     if (w->blk.oom) return -ENOMEM;
     size_t plain = w->blk.len;
+    if (plain > MAX_BLOCK_PLAIN) return ILION_ETOOBIG;
     uint8_t comp = COMP_NONE;
     buf_reset(&w->out);
-    if (buf_reserve(&w->out, BLOCK_HDR + BLOCK_TRAILER + (size_t)LZ4_compressBound((int)plain) +
+    if (buf_reserve(&w->out, BLOCK_HDR + BLOCK_TRAILER + plain + (size_t)LZ4_compressBound((int)plain) +
                                  (size_t)compressBound((uLong)plain)) != 0)
         return -ENOMEM;
     uint8_t *payload = w->out.data + BLOCK_HDR;
