@@ -798,3 +798,23 @@ Test(storage_engine, commitlog_total_space_forces_flush, .init = setup, .fini = 
     expect_val(e, 2, "k0", "c", val);
     storage_close(e);
 }
+
+Test(storage_engine, large_values_roundtrip, .init = setup, .fini = teardown) {
+    storage_engine *e = open_engine(0);
+    cr_assert_eq(storage_table_create(e, 9, NULL), 0);
+    size_t n = 600u << 10; /* the test log has 1 MiB segments: a record must fit in one */
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) big[i] = (char)('a' + (i * 7919) % 26);
+    big[n] = 0;
+    put(e, 9, "big", "c", 1, 10, big);
+    put(e, 9, "small", "c", 1, 10, "s");
+    expect_val(e, 9, "big", "c", big);
+    cr_assert_eq(storage_flush(e, 9, true), 0);
+    expect_val(e, 9, "big", "c", big);
+    expect_val(e, 9, "small", "c", "s");
+    storage_close(e);
+    e = open_engine(0);
+    expect_val(e, 9, "big", "c", big);
+    storage_close(e);
+    free(big);
+}
