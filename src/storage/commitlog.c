@@ -73,12 +73,20 @@ struct commitlog {
     /* segments (mu) */
     uint32_t *live; size_t nlive, caplive;    /* ascending ids not yet recycled */
     uint32_t *freeids; size_t nfree, capfree; /* CommitLog-free-<id>.log files */
+    uint32_t *spares; size_t nspare, capspare; /* CommitLog-spare-<n>.log: zero-filled ahead */
+    uint32_t next_spare;
+    bool spare_disabled;       /* preparing spares failed once; new segments are made on demand */
     uint32_t discard_upto;     /* segments with id < this may be recycled */
     uint32_t closed_below;     /* segments with id < this are not open for writing */
 
     storage_sync_cb cb;
     void *cb_arg;
     commitlog_stats st;
+
+    /* sync thread only: a spare being zero-filled between jobs */
+    int spare_fd;
+    uint32_t spare_n;
+    uint64_t spare_pos;
 
     /* only the thread holding the I/O turn (io_busy) */
     int fd;
@@ -124,6 +132,9 @@ static void seg_path(char *out, size_t n, const char *dir, uint32_t id) {
 }
 static void free_path(char *out, size_t n, const char *dir, uint32_t id) {
     snprintf(out, n, "%s/CommitLog-free-%u.log", dir, id);
+}
+static void spare_path(char *out, size_t n, const char *dir, uint32_t sn) {
+    snprintf(out, n, "%s/CommitLog-spare-%u.log", dir, sn);
 }
 
 /* Parses "<prefix><decimal id>.log" strictly. */
@@ -246,11 +257,11 @@ static int activate_segment(commitlog *cl, uint32_t id) {
     seg_path(path, sizeof path, cl->dir, id);
     int fd = -1;
     pthread_mutex_lock(&cl->mu);
-    bool have_free = cl->nfree > 0;
-    uint32_t fid = have_free ? cl->freeids[--cl->nfree] : 0;
+    bool have_free = cl->nfree > 0 || cl->nspare > 0, recycled = cl->nfree > 0;
+    if (cl->nfree > 0) free_path(from, sizeof from, cl->dir, cl->freeids[--cl->nfree]);
+    else if (cl->nspare > 0) spare_path(from, sizeof from, cl->dir, cl->spares[--cl->nspare]);
     pthread_mutex_unlock(&cl->mu);
     if (have_free) {
-        free_path(from, sizeof from, cl->dir, fid);
         if (rename(from, path) == 0) {
             fd = open(path, O_RDWR | O_CLOEXEC);
             struct stat sb;
@@ -258,7 +269,7 @@ static int activate_segment(commitlog *cl, uint32_t id) {
                 close(fd);   /* another segment size: start over with a fresh file */
                 fd = -1;
             }
-            if (fd >= 0) {
+            if (fd >= 0 && recycled) {
                 pthread_mutex_lock(&cl->mu);
                 cl->st.segments_recycled++;
                 pthread_mutex_unlock(&cl->mu);
@@ -404,6 +415,57 @@ static void run_cycle(commitlog *cl, bool do_sync) {
     if (cl->head && cl->nwaiters == 0) pthread_cond_signal(&cl->work_cv);
 }
 
+static bool want_spare(commitlog *cl) {
+    return cl->spare_fd >= 0 ||
+           (cl->nfree == 0 && cl->nspare == 0 && !cl->spare_disabled && !cl->closing && !cl->failed);
+}
+
+/* Zero-fills 1 MiB of the next spare segment (so that switching segments costs a rename, not
+ * a 32 MiB write); called with mu held when the sync thread has nothing else to do. */
+static void spare_step(commitlog *cl) {
+    char path[4096];
+    if (cl->spare_fd < 0) {
+        cl->spare_n = cl->next_spare++;
+        pthread_mutex_unlock(&cl->mu);
+        spare_path(path, sizeof path, cl->dir, cl->spare_n);
+        cl->spare_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        cl->spare_pos = 0;
+        if (cl->spare_fd < 0) {
+            LOG_WARN(MOD, "creating %s: %s; segments will be made on demand", path, strerror(errno));
+            pthread_mutex_lock(&cl->mu);
+            cl->spare_disabled = true;
+            return;
+        }
+    } else {
+        pthread_mutex_unlock(&cl->mu);
+        spare_path(path, sizeof path, cl->dir, cl->spare_n);
+    }
+    static const uint8_t zeros[65536];
+    int rc = 0;
+    for (int i = 0; i < 16 && !rc && cl->spare_pos < cl->segsize; i++) {
+        uint64_t left = cl->segsize - cl->spare_pos;
+        size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        rc = pwrite_all(cl->spare_fd, zeros, n, cl->spare_pos);
+        cl->spare_pos += n;
+    }
+    bool done = !rc && cl->spare_pos >= cl->segsize;
+    if (done && fdatasync(cl->spare_fd) != 0) rc = -errno;
+    if (rc || done) {
+        close(cl->spare_fd);
+        cl->spare_fd = -1;
+    }
+    if (rc) {
+        LOG_WARN(MOD, "preparing %s: %s; segments will be made on demand", path, ilion_strerror(rc));
+        unlink(path);
+    }
+    pthread_mutex_lock(&cl->mu);
+    if (rc) cl->spare_disabled = true;
+    if (done) {
+        if (ids_push(&cl->spares, &cl->nspare, &cl->capspare, cl->spare_n) == 0) cl->st.segments_created++;
+        else cl->spare_disabled = true;
+    }
+}
+
 static void *sync_main(void *arg) {
     commitlog *cl = arg;
     struct timespec next_sync, next_write;
@@ -415,6 +477,7 @@ static void *sync_main(void *arg) {
     for (;;) {
         bool do_sync;
         if (cl->io_busy) {
+            if (want_spare(cl)) { spare_step(cl); continue; }
             /* a waiter is syncing (batch mode); it signals when it is done */
             struct timespec d;
             abs_deadline(&d, 2);
@@ -428,6 +491,7 @@ static void *sync_main(void *arg) {
                 if (!cl->head && (!cl->dirty || cl->failed)) break;
                 sync_due = true;
             } else if (!sync_due && !write_due) {
+                if (want_spare(cl)) { spare_step(cl); continue; }
                 const struct timespec *d = &next_sync;
                 if (cl->head && (next_write.tv_sec < d->tv_sec ||
                                  (next_write.tv_sec == d->tv_sec && next_write.tv_nsec < d->tv_nsec)))
@@ -441,10 +505,12 @@ static void *sync_main(void *arg) {
         } else {
             if (!cl->head) {
                 if (cl->closing) break;
+                if (want_spare(cl)) { spare_step(cl); continue; }
                 pthread_cond_wait(&cl->work_cv, &cl->mu);
                 continue;
             }
             if (cl->mode == STORAGE_SYNC_BATCH && cl->nwaiters > 0 && !cl->closing) {
+                if (want_spare(cl)) { spare_step(cl); continue; }
                 /* threads blocked in commitlog_wait lead the syncs; stay out of their way but
                  * look again soon in case they all leave */
                 struct timespec d;
@@ -465,6 +531,13 @@ static void *sync_main(void *arg) {
         if (cl->failed && cl->closing) break;
     }
     pthread_mutex_unlock(&cl->mu);
+    if (cl->spare_fd >= 0) {   /* half-filled: not worth keeping */
+        char path[4096];
+        spare_path(path, sizeof path, cl->dir, cl->spare_n);
+        close(cl->spare_fd);
+        cl->spare_fd = -1;
+        unlink(path);
+    }
     return NULL;
 }
 
@@ -773,6 +846,7 @@ static void cl_free(commitlog *cl) {
     for (cl_chunk *c = cl->free_chunks, *n; c; c = n) { n = c->next; free(c); }
     free(cl->live);
     free(cl->freeids);
+    free(cl->spares);
     free(cl->dir);
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->work_cv);
@@ -795,6 +869,11 @@ static int scan_dir(commitlog *cl, uint32_t **segs, size_t *nsegs, uint32_t *max
             rc = ids_push(segs, nsegs, &cap, id);
         } else if (parse_name(de->d_name, "CommitLog-free-", &id)) {
             rc = ids_push(&cl->freeids, &cl->nfree, &cl->capfree, id);
+        } else if (parse_name(de->d_name, "CommitLog-spare-", &id)) {
+            /* zero-filled ahead of use; its number is not a segment id */
+            rc = ids_push(&cl->spares, &cl->nspare, &cl->capspare, id);
+            if (id >= cl->next_spare) cl->next_spare = id + 1;
+            continue;
         } else if (strncmp(de->d_name, "CommitLog-", 10) == 0 && de->d_name[10] >= '0' &&
                    de->d_name[10] <= '9') {
             LOG_ERROR(MOD, "%s/%s: commit log segment of an unsupported version", cl->dir, de->d_name);
@@ -821,6 +900,7 @@ int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_r
     if (!cl) return -ENOMEM;
     cl->fd = -1;
     cl->dirfd = -1;
+    cl->spare_fd = -1;
     pthread_mutex_init(&cl->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -830,3 +830,37 @@ Test(commitlog, ids_stay_above_replay_position_when_files_are_gone) {
     rm_rf(dir);
     free(dir);
 }
+
+Test(commitlog, spare_segment_is_prepared_ahead_and_used) {
+    char *dir = mkdtemp_dir();
+    /* a half-written spare left by a crash: must be replaced, not used as is */
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s/CommitLog-spare-7.log", dir);
+    uint8_t junk[1000];
+    memset(junk, 0xAB, sizeof junk);
+    write_file(sp, junk, sizeof junk);
+    sync_hook h = {.mu = PTHREAD_MUTEX_INITIALIZER, .no_real_sync = true};
+    commitlog_options o = opts(dir, STORAGE_SYNC_BATCH, 64 << 10, &h);
+    commitlog *cl;
+    cr_assert_eq(commitlog_open(&o, 0, NULL, NULL, &cl), 0);
+    uint8_t p[512];
+    uint64_t pos = 0;
+    for (uint64_t k = 0; k < 1500; k++) {   /* ~250 KB: several segments */
+        size_t len = make_payload(k, p, sizeof p);
+        cr_assert_eq(commitlog_append(cl, p, len, &pos), 0);
+        cr_assert_eq(commitlog_wait(cl, pos), 0);
+        if (k % 100 == 0) usleep(2000);      /* idle moments for the sync thread */
+    }
+    commitlog_stats st;
+    commitlog_stats_get(cl, &st);
+    cr_assert_geq(st.segments_created, 4);
+    commitlog_close(cl);
+    cr_assert_eq(count_files(dir, "CommitLog-spare-7"), 0, "the broken spare was used or kept");
+    collected c = {0};
+    reopen_collect(dir, 64 << 10, 0, &c, 0);
+    cr_assert_eq(c.n, 1500);
+    cr_assert(!c.bad);
+    collected_free(&c);
+    rm_rf(dir);
+    free(dir);
+}

@@ -78,10 +78,10 @@ typedef struct commitlog_stats {
     uint64_t syncs;             /* fdatasync calls (including the test hook's) */
     uint64_t writes;            /* pwrite batches */
     uint64_t bytes_written;
-    uint64_t segments_created;  /* new files zero-filled */
-    uint64_t segments_recycled; /* free files reused for a new segment */
+    uint64_t segments_created;  /* new files zero-filled (ahead of need by the sync thread, or on demand) */
+    uint64_t segments_recycled; /* discarded segment files reused for a new segment */
     uint64_t segments_live;     /* segments not yet discarded (including the current one) */
-    uint64_t free_segments;     /* files in the free pool */
+    uint64_t free_segments;     /* files in the free pool (recycled and zero-filled spares) */
 } commitlog_stats;
 void commitlog_stats_get(commitlog *cl, commitlog_stats *s);
 
