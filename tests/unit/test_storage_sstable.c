@@ -182,7 +182,7 @@ static void check_sst(int nkeys, int nrows) {
             /* Every [lo, hi) window of a wide partition spanning many blocks. */
             for (int lo = 0; lo < nrows; lo += 3) {
                 for (int hi = lo; hi <= nrows; hi += 7) {
-                    char sb[8], eb[8];
+                    char sb[16], eb[16];
                     snprintf(sb, sizeof sb, "r%05d", lo);
                     snprintf(eb, sizeof eb, "r%05d", hi);
                     storage_slice w = {(const uint8_t *)sb, 6, true, (const uint8_t *)eb, 6, false, false, 0};
@@ -190,7 +190,7 @@ static void check_sst(int nkeys, int nrows) {
                     uint32_t want = (uint32_t)(hi - lo);
                     cr_assert_eq(p ? p->nrows : 0, want, "key %d [%d,%d)", i, lo, hi);
                     for (uint32_t q = 0; q < want; q++) {
-                        char ck[8];
+                        char ck[16];
                         snprintf(ck, sizeof ck, "r%05d", lo + (int)q);
                         cr_assert(memcmp(p->rows[q].ck, ck, 6) == 0);
                     }
