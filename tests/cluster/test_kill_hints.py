@@ -21,7 +21,7 @@ from cassandra.cluster import Cluster as DriverCluster, ExecutionProfile, EXEC_P
 from cassandra.policies import WhiteListRoundRobinPolicy  # noqa: E402
 from cassandra.query import SimpleStatement  # noqa: E402
 
-DOWN_BOUND_S = 60.0
+DOWN_BOUND_S = 90.0
 HINTS_BOUND_S = 60.0
 
 
