@@ -21,6 +21,10 @@
 #include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
+
+#include "../../tools/cqlclient/codec.c"
+#include "../../tools/cqlclient/conn.c"
 
 static char build_dir[PATH_MAX];
 static char node_bin[PATH_MAX + 16], stress_bin[PATH_MAX + 32], sample[PATH_MAX + 64];
@@ -177,4 +181,126 @@ Test(stress_e2e, write_then_verified_read, .timeout = 120, .fini = stop_node) {
     uint64_t ops = field(out, "Total operations");
     cr_expect(ops >= 3000 && ops <= 4500, "throttled to 2000/s for 2 s but did %llu ops",
               (unsigned long long)ops);
+}
+
+/* ---------------- the client library against the node ---------------- */
+
+typedef struct lib_state {
+    int step;
+    int done;
+    int rows_seen;
+    int pages;
+    uint8_t paging[256];
+    int32_t paging_len;
+    char failure[256];
+} lib_state;
+
+static lib_state ls;
+
+static void lib_fail(const char *what, int status, const cqlc_result *res) {
+    if (res && res->kind == CQLC_KIND_ERROR)
+        snprintf(ls.failure, sizeof ls.failure, "%s: %s %s", what, cqlc_error_name(res->err_code), res->err_msg);
+    else
+        snprintf(ls.failure, sizeof ls.failure, "%s: status %d kind %d", what, status, res ? res->kind : -1);
+    ls.done = 1;
+}
+
+static void lib_next(cqlc_conn *c);
+
+static void lib_answer(cqlc_conn *c, int status, const cqlc_result *res, void *arg) {
+    switch (ls.step) {
+    case 0: /* system.local */
+        if (status || res->kind != CQLC_KIND_ROWS || res->nrows != 1) { lib_fail("system.local", status, res); return; }
+        {
+            int ti = cqlc_result_column(res, "tokens"), ai = cqlc_result_column(res, "rpc_address");
+            int vi = cqlc_result_column(res, "release_version");
+            if (ti < 0 || ai < 0 || vi < 0) { lib_fail("system.local columns", 0, NULL); return; }
+            size_t pos = 0;
+            const uint8_t *e;
+            int32_t el;
+            int ntok = 0;
+            while (cqlc_cell_collection_next(&res->cells[ti], &pos, &e, &el) == 1) ntok++;
+            char addr[64], ver[32];
+            if (ntok < 1 || cqlc_cell_inet(&res->cells[ai], addr, sizeof addr) < 0 || strcmp(addr, ip) ||
+                cqlc_cell_text(&res->cells[vi], ver, sizeof ver) < 0)
+                { lib_fail("system.local values", 0, NULL); return; }
+        }
+        break;
+    case 1: /* a syntax error is an ERROR frame, and the connection goes on */
+        if (status || res->kind != CQLC_KIND_ERROR || res->err_code != 0x2000) { lib_fail("syntax error", status, res); return; }
+        break;
+    case 2: /* USE */
+        if (status || res->kind != CQLC_KIND_SET_KEYSPACE || strcmp(res->keyspace, "keyspace1"))
+            { lib_fail("USE", status, res); return; }
+        break;
+    default: /* pages of SELECT key FROM standard1 */
+        if (status || res->kind != CQLC_KIND_ROWS) { lib_fail("paged SELECT", status, res); return; }
+        ls.rows_seen += res->nrows;
+        ls.pages++;
+        if (res->nrows > 100) { lib_fail("page larger than page_size", 0, NULL); return; }
+        if (!res->meta.paging_state || res->meta.paging_state_len > (int32_t)sizeof ls.paging) {
+            ls.done = 1;
+            return;
+        }
+        memcpy(ls.paging, res->meta.paging_state, (size_t)res->meta.paging_state_len);
+        ls.paging_len = res->meta.paging_state_len;
+        break;
+    }
+    ls.step++;
+    lib_next(c);
+}
+
+static void lib_next(cqlc_conn *c) {
+    cqlc_params p;
+    cqlc_params_init(&p, CQLC_ONE);
+    int rc;
+    switch (ls.step) {
+    case 0:
+        rc = cqlc_query(c, "SELECT * FROM system.local WHERE key = 'local'", &p, lib_answer, NULL);
+        break;
+    case 1:
+        rc = cqlc_query(c, "SELEKT nonsense", &p, lib_answer, NULL);
+        break;
+    case 2:
+        rc = cqlc_query(c, "USE keyspace1", &p, lib_answer, NULL);
+        break;
+    default:
+        p.page_size = 100;
+        if (ls.paging_len) {
+            p.paging_state = ls.paging;
+            p.paging_state_len = ls.paging_len;
+        }
+        rc = cqlc_query(c, "SELECT key FROM standard1", &p, lib_answer, NULL);
+        break;
+    }
+    if (rc < 0) lib_fail("send", rc, NULL);
+}
+
+static void lib_connected(cqlc_conn *c, int status, void *arg) {
+    if (status) { lib_fail("connect", status, NULL); return; }
+    lib_next(c);
+}
+
+Test(stress_e2e, client_library_queries_errors_and_paging, .timeout = 120, .fini = stop_node) {
+    if (!find_binaries()) cr_skip_test("ilion or ilion-stress not built in %s", build_dir);
+    start_node();
+    static char out[1 << 16];
+    int rc = stress("write n=1234 -pop seq=1..1234 -col n=1", out, sizeof out);
+    cr_assert_eq(rc, 0, "%s", out);
+    for (int lz = 0; lz < 2; lz++) {
+        memset(&ls, 0, sizeof ls);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        cqlc_conn *c;
+        cqlc_conn_opts o = {.host = ip, .port = 9042, .lz4 = lz};
+        cr_assert_eq(cqlc_conn_open(&loop, &o, lib_connected, NULL, &c), 0);
+        while (!ls.done && uv_run(&loop, UV_RUN_ONCE)) {}
+        cr_expect_str_eq(ls.failure, "");
+        cr_expect_eq(cqlc_conn_compressed(c), lz, "lz4 %d not negotiated", lz);
+        cr_expect_eq(ls.rows_seen, 1234, "paged through %d rows in %d pages", ls.rows_seen, ls.pages);
+        cr_expect_geq(ls.pages, 13);
+        cqlc_conn_close(c, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        cr_expect_eq(uv_loop_close(&loop), 0);
+    }
 }
