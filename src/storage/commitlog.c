@@ -985,5 +985,16 @@ void commitlog_close(commitlog *cl) {
     pthread_cond_broadcast(&cl->space_cv);
     pthread_mutex_unlock(&cl->mu);
     if (cl->thr_started) pthread_join(cl->thr, NULL);
+    /* A clean end: mark where the records stop, so the next replay sees an end marker rather
+     * than what looks like a torn record. */
+    if (!cl->failed && cl->fd >= 0 && cl->fd_seg == cl->cur_seg &&
+        (uint64_t)cl->cur_off + CL_END_MARK <= cl->segsize) {
+        uint8_t m[CL_END_MARK];
+        be32_put(m, 0);
+        be32_put(m + 4, crc(m, 4) ^ cl->cur_mask);
+        int rc = pwrite_all(cl->fd, m, sizeof m, cl->cur_off);
+        if (!rc) rc = do_fsync(cl, cl->fd);
+        if (rc) LOG_WARN(MOD, "marking the end of %s: %s", cl->dir, ilion_strerror(rc));
+    }
     cl_free(cl);
 }
