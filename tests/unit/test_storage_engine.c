@@ -472,7 +472,7 @@ static void run_model(uint64_t seed, int steps, int32_t gc_grace, bool monotonic
         }
         arena_free(&a);
         check_pk(e, pi, now, ctx);
-        if (step % 50 == 0) check_all(e, now, ctx);
+        check_all(e, now, ctx); /* every partition, by point read and by scan, after every step */
     }
     check_all(e, now, "final");
     cr_assert_eq(storage_flush(e, 0, true), 0);
@@ -492,6 +492,10 @@ Test(storage_engine, model_gc_grace_zero_small_memtables, .init = setup, .fini =
     /* Tombstones become purgeable at once; tiny memtables make background flushes and
      * compactions run concurrently with the checks. */
     run_model(0xfeedbeef, 2500, 0, true, 64 << 10);
+}
+
+Test(storage_engine, model_random_timestamps_small_memtables, .init = setup, .fini = teardown, .timeout = 120) {
+    run_model(0xabcdef12345ULL, 2000, 864000, false, 48 << 10);
 }
 
 /* Several threads writing and reading at once (the durable benchmark's pattern). */
