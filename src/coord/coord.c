@@ -201,6 +201,7 @@ void coord_options_default(coord_options *o) {
     o->write_request_timeout_ms = 2000;
     o->read_request_timeout_ms = 5000;
     o->range_request_timeout_ms = 10000;
+    o->truncate_request_timeout_ms = 60000;
     o->hinted_handoff_enabled = true;
     o->max_hint_window_ms = 10800000;
     o->hint_check_interval_ms = 1000;
@@ -227,6 +228,7 @@ int coord_create_ex(uv_loop_t *loop, storage_engine *engine, struct cluster *clu
     if (!c->opt.write_request_timeout_ms) c->opt.write_request_timeout_ms = 2000;
     if (!c->opt.read_request_timeout_ms) c->opt.read_request_timeout_ms = 5000;
     if (!c->opt.range_request_timeout_ms) c->opt.range_request_timeout_ms = 10000;
+    if (!c->opt.truncate_request_timeout_ms) c->opt.truncate_request_timeout_ms = 60000;
     if (!c->opt.hint_check_interval_ms) c->opt.hint_check_interval_ms = 1000;
     c->opt.hints_directory = NULL;
     if (o && o->hints_directory && o->hints_directory[0]) {
@@ -260,6 +262,7 @@ int coord_create_ex(uv_loop_t *loop, storage_engine *engine, struct cluster *clu
         net_register(c->ns, NET_VERB_MUTATION, on_mutation, c);
         net_register(c->ns, NET_VERB_HINT, on_mutation, c);
         coord_read_register(c);
+        coord_truncate_register(c);
     }
     storage_set_sync_callback(engine, on_sync, c);
     *out = c;
@@ -278,7 +281,7 @@ void coord_destroy(coord *c) {
     storage_set_sync_callback(c->engine, NULL, NULL);
     if (c->cluster) {
         static const uint8_t verbs[] = {NET_VERB_MUTATION, NET_VERB_HINT, NET_VERB_READ,
-                                        NET_VERB_RANGE_READ};
+                                        NET_VERB_RANGE_READ, NET_VERB_TRUNCATE};
         for (size_t i = 0; i < sizeof verbs; i++) net_register(c->ns, verbs[i], NULL, NULL);
     }
     drain(c, true);

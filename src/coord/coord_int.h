@@ -89,8 +89,9 @@ int coord_apply_message(coord *c, const uint8_t *p, size_t len, uint64_t *pos);
 void coord_message_begin(buf *b, uint32_t n);
 void coord_message_add(buf *b, const uint8_t *enc, size_t len);
 
-/* coord_read.c */
+/* coord_read.c, coord_truncate.c: verb handlers */
 void coord_read_register(coord *c);
+void coord_truncate_register(coord *c);
 
 /* coord_hints.c: hints per target host id. */
 int coord_hints_open(coord *c);

@@ -842,3 +842,30 @@ Test(coord_cluster, old_hints_are_dropped) {
     engine_value(2, "old", v, sizeof v);
     cr_assert_str_eq(v, "");
 }
+
+Test(coord_cluster, truncate_reaches_every_node) {
+    start_all(NULL);
+    schema_replication r3 = simple(3);
+    wres w = write_kv(0, &r3, "tr", "v", 1000, COORD_CL_ALL);
+    cr_assert(!w.err);
+    w = (wres){0};
+    cr_assert_eq(coord_truncate(nodes[1].co, TABLE, on_write, &w), 0);
+    RUN_UNTIL(w.calls > 0, 5000);
+    cr_assert_eq(w.calls, 1);
+    cr_assert(!w.err, "%s", w.e.message);
+    char v[64];
+    for (int i = 0; i < N; i++) {
+        engine_value(i, "tr", v, sizeof v);
+        cr_assert_str_eq(v, "", "node %d still has the row", i + 1);
+    }
+    node_stop(2);
+    net_addr a3;
+    net_addr_parse("127.0.0.3", port, &a3);
+    RUN_UNTIL(!cluster_is_alive(nodes[0].cl, &a3), 5000);
+    w = (wres){0};
+    cr_assert_eq(coord_truncate(nodes[0].co, TABLE, on_write, &w), 0);
+    cr_assert_eq(w.calls, 1);
+    cr_assert_eq(w.e.code, 0x1000);
+    cr_assert_eq(w.e.required, 3);
+    cr_assert_eq(w.e.alive, 2);
+}

@@ -64,6 +64,7 @@ typedef struct coord_options {
     uint32_t write_request_timeout_ms;   /* default 2000 */
     uint32_t read_request_timeout_ms;    /* default 5000 */
     uint32_t range_request_timeout_ms;   /* default 10000 */
+    uint32_t truncate_request_timeout_ms;/* default 60000 */
     const char *hints_directory;         /* NULL or "": no hints are kept */
     bool hinted_handoff_enabled;         /* default true (needs hints_directory) */
     uint32_t max_hint_window_ms;         /* default 10800000 (3 h): older hints are dropped */
@@ -117,5 +118,10 @@ typedef void (*coord_scan_done_cb)(void *arg, const coord_error *err);
 int coord_scan(coord *c, const schema_replication *repl, uint64_t table_id, int64_t start_token,
                const void *start_pk, uint32_t start_pklen, uint32_t max_partitions,
                enum coord_cl cl, coord_scan_part_cb part_cb, coord_scan_done_cb done_cb, void *arg);
+
+/* TRUNCATE: empties the table on every node of the ring (Cassandra requires them all up:
+ * Unavailable with cl ALL otherwise). The callback runs once every node truncated durably, or
+ * with a server error (0x0000) naming the node that failed or timed out. One node: local. */
+int coord_truncate(coord *c, uint64_t table_id, coord_write_cb cb, void *arg);
 
 #endif
