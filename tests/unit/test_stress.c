@@ -23,7 +23,7 @@ static int cmp_u64(const void *a, const void *b) {
 /* The sorted-array percentile with the histogram's rank definition: ceil(p/100 * n). */
 static uint64_t exact_percentile(const uint64_t *sorted, size_t n, double p) {
     if (p <= 0) return sorted[0];
-    double e = p / 100.0 * (double)n;
+    double e = p / 100.0 * (double)n * (1.0 - 1e-12);
     size_t rank = (size_t)e;
     if ((double)rank < e) rank++;
     if (rank < 1) rank = 1;
@@ -100,12 +100,18 @@ Test(hist, exact_below_256_and_known_percentiles) {
     for (uint64_t i = 1; i <= 100; i++) hist_record(&h, i);
     cr_expect_eq(hist_percentile(&h, 50), 50);
     cr_expect_eq(hist_percentile(&h, 99), 99);
+    cr_expect_eq(hist_percentile(&h, 99.9), 100);   /* rank ceil(99.9) = 100 */
     cr_expect_eq(hist_percentile(&h, 100), 100);
     cr_expect_eq(hist_percentile(&h, 0), 1);
     cr_expect_float_eq(hist_mean(&h), 50.5, 1e-9);
     hist e;
     hist_init(&e);
     cr_expect_eq(hist_percentile(&e, 99), 0);
+    hist_init(&h);
+    for (uint64_t i = 1; i <= 1000; i++) hist_record(&h, i);
+    /* 99.9% of 1000 is rank 999 (not 1000 through binary rounding): 999's bucket [996, 999]. */
+    uint64_t p999 = hist_percentile(&h, 99.9);
+    cr_expect(p999 >= 996 && p999 <= 999, "p99.9 of 1..1000 = %llu", (unsigned long long)p999);
 }
 
 Test(hist, merge_equals_recording_everything_once) {

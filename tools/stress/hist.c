@@ -56,7 +56,8 @@ uint64_t hist_percentile(const hist *h, double p) {
     if (p <= 0) return h->min;
     if (p >= 100) return h->max;
     /* rank = ceil(p/100 * count), at least 1: the same definition as a sorted-array lookup. */
-    double exact = p / 100.0 * (double)h->count;
+    /* The epsilon keeps binary rounding (99.9% of 1000 = 999.0000000000001) from adding one. */
+    double exact = p / 100.0 * (double)h->count * (1.0 - 1e-12);
     uint64_t rank = (uint64_t)exact;
     if ((double)rank < exact) rank++;
     if (rank < 1) rank = 1;
