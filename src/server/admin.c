@@ -20,6 +20,7 @@
 #define ADMIN_MAX_REQUEST 8192
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_MAX_TABLES 4096
+#define ADMIN_IDLE_MS 10000    /* default idle_timeout_ms */
 
 typedef struct admin_conn admin_conn;
 
@@ -27,6 +28,7 @@ struct admin_server {
     admin_options o;
     char cluster_name[256], partitioner[128], snitch[128];
     uv_tcp_t listener;
+    uv_timer_t sweep;
     struct cql_server *cql;
     struct cql_schema_sync *sync;
     admin_conn *conns;
@@ -41,6 +43,7 @@ struct admin_conn {
     uv_write_t wr;
     admin_server *a;
     admin_conn *next, *prev;
+    uint64_t opened_ms;
     char req[ADMIN_MAX_REQUEST + 1];
     size_t len;
     bool answered;
@@ -618,6 +621,7 @@ static void on_connection(uv_stream_t *l, int status) {
     a->conns = cn;
     a->nconns++;
     a->open_handles++;
+    cn->opened_ms = uv_now(a->o.loop);
     if (uv_accept(l, (uv_stream_t *)&cn->tcp) || a->nconns > ADMIN_MAX_CONNS ||
         uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb))
         conn_close(cn);
@@ -627,6 +631,14 @@ static void listener_closed(uv_handle_t *h) {
     admin_server *a = h->data;
     a->open_handles--;
     maybe_free(a);
+}
+
+/* Closes connections that never completed a request (slow or silent clients). */
+static void on_sweep(uv_timer_t *t) {
+    admin_server *a = t->data;
+    uint64_t now = uv_now(a->o.loop);
+    for (admin_conn *cn = a->conns; cn; cn = cn->next)
+        if (!cn->answered && now - cn->opened_ms > a->o.idle_timeout_ms) conn_close(cn);
 }
 
 int admin_start(const admin_options *o, admin_server **out) {
@@ -655,6 +667,12 @@ int admin_start(const admin_options *o, admin_server **out) {
         *out = NULL;
         return r;
     }
+    uv_timer_init(o->loop, &a->sweep);
+    a->sweep.data = a;
+    a->open_handles++;
+    if (!a->o.idle_timeout_ms) a->o.idle_timeout_ms = ADMIN_IDLE_MS;
+    uint64_t every = a->o.idle_timeout_ms / 2 ? a->o.idle_timeout_ms / 2 : 1;
+    uv_timer_start(&a->sweep, on_sweep, every, every);
     *out = a;
     return 0;
 }
@@ -687,5 +705,6 @@ void admin_stop(admin_server *a) {
     admin_detach(a);
     a->stopping = true;
     for (admin_conn *cn = a->conns; cn; cn = cn->next) conn_close(cn);
+    uv_close((uv_handle_t *)&a->sweep, listener_closed);
     uv_close((uv_handle_t *)&a->listener, listener_closed);
 }

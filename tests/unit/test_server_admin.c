@@ -77,6 +77,7 @@ static void setup(void) {
     ao.engine = eng;
     ao.exec = x;
     ao.started_ms = (int64_t)time(NULL) * 1000;
+    ao.idle_timeout_ms = 300;
     cr_assert_eq(admin_start(&ao, &adm), 0);
     port = admin_port(adm);
     cr_assert_gt(port, 0);
@@ -221,5 +222,16 @@ Test(admin, bad_requests_never_crash) {
         send_raw(&R, rnd, n + 4);
     }
     /* still serving */
+    cr_assert_eq(http("GET", "/info"), 200);
+}
+
+Test(admin, silent_clients_are_closed) {
+    /* A partial request and nothing more: closed after the idle timeout, without an answer. */
+    const char *partial = "GET /sta";
+    uint64_t t0 = uv_now(&loop);
+    send_raw(&R, partial, strlen(partial));
+    uv_update_time(&loop);
+    cr_assert_eq(R.rlen, 0, "no answer to a partial request: %s", R.resp);
+    cr_assert_lt(uv_now(&loop) - t0, 3000, "closed by the idle timeout, not the client's 5 s");
     cr_assert_eq(http("GET", "/info"), 200);
 }

@@ -33,6 +33,8 @@ typedef struct admin_options {
     struct storage_engine *engine;
     struct cql_executor *exec;
     int64_t started_ms;                /* wall clock at start-up, for uptime */
+    uint32_t idle_timeout_ms;          /* a connection without a complete request is closed
+                                          after this; 0: 10000 */
 } admin_options;
 
 /* Binds and listens; *out owned by the caller (admin_stop). -errno (uv error) on bind failure. */
