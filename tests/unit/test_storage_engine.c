@@ -390,6 +390,9 @@ static uint64_t rnd(void) {
 }
 
 static void run_model(uint64_t seed, int steps, int32_t gc_grace, bool monotonic_ts, uint64_t memspace) {
+    /* ILION_MODEL_SEED=n explores other seeds; failures name the seed to replay. */
+    const char *env = getenv("ILION_MODEL_SEED");
+    if (env) seed ^= strtoull(env, NULL, 0) * 0x9E3779B97F4A7C15ULL;
     rs = seed;
     memset(model, 0, sizeof model);
     for (int p = 0; p < NPK; p++) {
