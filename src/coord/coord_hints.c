@@ -3,7 +3,7 @@
  * (format in docs/internode-protocol.md, "Hints"), fsynced before an ANY write counts it, else
  * with the next periodic check (Cassandra also flushes hints periodically). Every
  * hint_check_interval_ms the files whose target the failure detector sees up are replayed in
- * order, one HINT request at a time; the file is deleted once all of it is acknowledged.
+ * order, one HINT request (of up to 128 records) at a time; the file is deleted once all of it is acknowledged.
  * Hints older than max_hint_window_ms are dropped instead of replayed.
  * The fsyncs run on the loop: hints are written only while a replica is down or slow. */
 #include <dirent.h>
@@ -24,6 +24,8 @@
 
 #define HINT_MAX_RECORD (64u << 20)
 #define HINT_MAX_REFUSALS 30
+#define HINT_BATCH_RECORDS 128
+#define HINT_BATCH_BYTES (1u << 20)
 
 typedef struct hint_file {
     struct hint_file *next;
@@ -37,7 +39,8 @@ typedef struct hint_file {
     bool dirty;              /* appended since the last fsync */
     uint32_t refusals;       /* error answers to the record at `delivered` */
     uint64_t msg_id;
-    uint64_t rec_end;        /* end of the record in flight */
+    uint64_t rec_end;        /* end of the records in flight */
+    uint32_t rec_count;      /* and their number */
 } hint_file;
 
 struct coord_hints {
@@ -198,14 +201,14 @@ static void hint_answered(void *arg, int err, uint8_t verb, const uint8_t *p, si
         char h[33];
         hex_id(f->host_id, h);
         LOG_WARN("coord", "hint for %s dropped after %u refusals: %s", h, f->refusals, ilion_strerror(err));
-        f->c->stats.hints_dropped++;
+        f->c->stats.hints_dropped += f->rec_count;
     } else {
-        f->c->stats.hints_delivered++;
+        f->c->stats.hints_delivered += f->rec_count;
     }
     f->refusals = 0;
     f->delivered = f->rec_end;
-    f->pending--;
-    f->c->stats.hints_pending--;
+    f->pending -= f->rec_count;
+    f->c->stats.hints_pending -= f->rec_count;
     deliver_next(f);
 }
 
@@ -241,11 +244,43 @@ static void deliver_next(hint_file *f) {
             c->stats.hints_dropped++;
             continue;
         }
-        f->rec_end = end;
-        f->delivering = true;
-        rc = net_request(c->ns, &to, NET_VERB_HINT, b + 8, len - 8, c->opt.write_request_timeout_ms,
-                         hint_answered, f, &f->msg_id);
+        /* Following records go in the same HINT message (one round trip and one sync on the
+         * target for many hints), except while the target refuses: then one at a time. */
+        buf m;
+        buf_init(&m);
+        uint32_t nparts = 0, nrec = 0;
+        bool ok = len - 8 >= 5 && b[8] == COORD_MSG_VERSION;
+        if (ok) {
+            coord_message_begin(&m, 0);
+            nparts = be32_get(b + 9);
+            buf_put(&m, b + 13, len - 13);
+        } else {
+            buf_put(&m, b + 8, len - 8); /* sent alone: the target refuses it */
+        }
+        nrec = 1;
         free(b);
+        while (ok && f->refusals == 0 && nrec < HINT_BATCH_RECORDS && m.len < HINT_BATCH_BYTES) {
+            uint64_t e2;
+            if (read_record(f->fd, end, f->size, &b, &len, &e2)) break;
+            bool fits = len - 8 >= 5 && b[8] == COORD_MSG_VERSION &&
+                        clock_now_us() / 1000 - (int64_t)be64_get(b) <= (int64_t)c->opt.max_hint_window_ms;
+            if (fits) {
+                nparts += be32_get(b + 9);
+                buf_put(&m, b + 13, len - 13);
+                nrec++;
+                end = e2;
+            }
+            free(b);
+            if (!fits) break;
+        }
+        if (ok) buf_patch_u32(&m, 1, nparts);
+        f->rec_end = end;
+        f->rec_count = nrec;
+        f->delivering = true;
+        rc = m.oom ? -ENOMEM
+                   : net_request(c->ns, &to, NET_VERB_HINT, m.data, m.len, c->opt.write_request_timeout_ms,
+                                 hint_answered, f, &f->msg_id);
+        buf_free(&m);
         if (rc) f->delivering = false;
         return;
     }
