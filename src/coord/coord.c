@@ -8,6 +8,7 @@
  * engine reports syncs on its sync thread, which only records it and wakes the loop. */
 #include "coord_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -694,7 +695,7 @@ static void remote_answered(void *arg, int err, uint8_t verb, const uint8_t *p, 
     } else {
         t->failed = true;
         if (err == ILION_ETIMEOUT || err == ILION_EUNAVAILABLE || err == ILION_ECLOSED ||
-            err == -111 /* ECONNREFUSED */) {
+            err == -ECONNREFUSED) {
             if (err != ILION_ECLOSED) target_hint(t);
         } else {
             w->explicit_failure = true;

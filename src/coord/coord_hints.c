@@ -191,7 +191,7 @@ static void hint_answered(void *arg, int err, uint8_t verb, const uint8_t *p, si
     f->delivering = false;
     if (err) {
         bool transient = err == ILION_ETIMEOUT || err == ILION_EUNAVAILABLE || err == ILION_ECLOSED ||
-                         err == -111 /* ECONNREFUSED */ || err == ILION_EOVERLOADED;
+                         err == -ECONNREFUSED || err == ILION_EOVERLOADED;
         /* The target refused the record (a table it does not know yet, or no more): retried
          * at the next checks, dropped after HINT_MAX_REFUSALS so later hints still go. */
         if (transient || ++f->refusals < HINT_MAX_REFUSALS) {
