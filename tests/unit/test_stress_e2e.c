@@ -28,9 +28,15 @@
 
 static char build_dir[PATH_MAX];
 static char node_bin[PATH_MAX + 16], stress_bin[PATH_MAX + 32], sample[PATH_MAX + 64];
-static char tmpdir[] = "/tmp/test_stress_e2e_XXXXXX";
-static char ip[32];
-static pid_t node_pid = -1;
+#define MAX_NODES 3
+typedef struct tnode {
+    pid_t pid;
+    char ip[32];
+    char dir[64];
+} tnode;
+static tnode nodes[MAX_NODES];
+static int nnodes;
+static char ip[32]; /* the first node: contact point of every run */
 
 static bool find_binaries(void) {
     char exe[PATH_MAX];
@@ -57,36 +63,37 @@ static int port_open(const char *host, int port) {
     return ok;
 }
 
-/* The sample configuration with our address, data directory and a cluster name of our own. */
-static void write_config(const char *path) {
+/* The sample configuration with the node's address, data directory, the first node as seed,
+ * a cluster name of our own and the admin port. */
+static void write_config(const char *path, const tnode *n) {
     FILE *in = fopen(sample, "r");
     FILE *out = fopen(path, "w");
     cr_assert(in && out);
     char line[1024];
     while (fgets(line, sizeof line, in)) {
         char *p;
-        if (!strncmp(line, "listen_address:", 15)) fprintf(out, "listen_address: %s\n", ip);
-        else if (!strncmp(line, "rpc_address:", 12)) fprintf(out, "rpc_address: %s\n", ip);
+        if (!strncmp(line, "listen_address:", 15)) fprintf(out, "listen_address: %s\n", n->ip);
+        else if (!strncmp(line, "rpc_address:", 12)) fprintf(out, "rpc_address: %s\n", n->ip);
         else if (!strncmp(line, "cluster_name:", 13)) fprintf(out, "cluster_name: 'stress-e2e'\n");
+        else if (!strncmp(line, "admin_http_port:", 16)) fprintf(out, "admin_http_port: 7199\n");
         else if ((p = strstr(line, "- seeds:"))) fprintf(out, "%.*s- seeds: \"%s\"\n", (int)(p - line), line, ip);
-        else if ((p = strstr(line, "./.data/node1"))) fprintf(out, "%.*s%s%s", (int)(p - line), line, tmpdir, p + 13);
+        else if ((p = strstr(line, "./.data/node1"))) fprintf(out, "%.*s%s%s", (int)(p - line), line, n->dir, p + 13);
         else fputs(line, out);
     }
     fclose(in);
     fclose(out);
 }
 
-static void start_node(void) {
-    cr_assert_not_null(mkdtemp(tmpdir));
-    /* A loopback address of our own so a developer's node on 127.0.0.1 does not interfere. */
-    snprintf(ip, sizeof ip, "127.0.%d.%d", 100 + getpid() % 100, 2 + getpid() % 200);
+static void start_one(tnode *n) {
+    snprintf(n->dir, sizeof n->dir, "/tmp/test_stress_e2e_XXXXXX");
+    cr_assert_not_null(mkdtemp(n->dir));
     char cfg[PATH_MAX], log[PATH_MAX];
-    snprintf(cfg, sizeof cfg, "%s/cassandra.yaml", tmpdir);
-    snprintf(log, sizeof log, "%s/node.log", tmpdir);
-    write_config(cfg);
-    node_pid = fork();
-    cr_assert_geq(node_pid, 0);
-    if (node_pid == 0) {
+    snprintf(cfg, sizeof cfg, "%s/cassandra.yaml", n->dir);
+    snprintf(log, sizeof log, "%s/node.log", n->dir);
+    write_config(cfg, n);
+    n->pid = fork();
+    cr_assert_geq(n->pid, 0);
+    if (n->pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test killed by its timeout */
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
@@ -94,35 +101,56 @@ static void start_node(void) {
         execl(node_bin, node_bin, "--config", cfg, (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 300 && !port_open(ip, 9042); i++) {
+    for (int i = 0; i < 300 && !port_open(n->ip, 9042); i++) {
         int st;
-        cr_assert_eq(waitpid(node_pid, &st, WNOHANG), 0, "node exited at start-up (see %s)", log);
+        cr_assert_eq(waitpid(n->pid, &st, WNOHANG), 0, "node exited at start-up (see %s)", log);
         usleep(50000);
     }
-    cr_assert(port_open(ip, 9042), "node did not listen on %s:9042", ip);
+    cr_assert(port_open(n->ip, 9042), "node did not listen on %s:9042", n->ip);
 }
 
+/* Nodes on loopback addresses of our own, so a developer's node on 127.0.0.1 does not
+ * interfere: 127.0.A.B, 127.0.A.B+1, ... */
+static void start_nodes(int n) {
+    int a = 100 + getpid() % 100, b = 2 + getpid() % 200;
+    for (int i = 0; i < n; i++) {
+        nodes[i].pid = -1;
+        snprintf(nodes[i].ip, sizeof nodes[i].ip, "127.0.%d.%d", a, b + i);
+    }
+    snprintf(ip, sizeof ip, "%s", nodes[0].ip);
+    for (int i = 0; i < n; i++) {
+        nnodes = i + 1;
+        start_one(&nodes[i]);
+    }
+}
+
+static void start_node(void) { start_nodes(1); }
+
 static void stop_node(void) {
-    if (node_pid > 0) {
-        kill(node_pid, SIGTERM);
-        for (int i = 0; i < 100; i++) {
-            if (waitpid(node_pid, NULL, WNOHANG) == node_pid) {
-                node_pid = -1;
-                break;
+    for (int k = 0; k < nnodes; k++) {
+        tnode *n = &nodes[k];
+        if (n->pid > 0) {
+            kill(n->pid, SIGTERM);
+            for (int i = 0; i < 100; i++) {
+                if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
+                    n->pid = -1;
+                    break;
+                }
+                usleep(50000);
             }
-            usleep(50000);
+            if (n->pid > 0) {
+                kill(n->pid, SIGKILL);
+                waitpid(n->pid, NULL, 0);
+                n->pid = -1;
+            }
         }
-        if (node_pid > 0) {
-            kill(node_pid, SIGKILL);
-            waitpid(node_pid, NULL, 0);
-            node_pid = -1;
+        if (strncmp(n->dir, "/tmp/test_stress_e2e_", 21) == 0 && !strstr(n->dir, "XXXXXX")) {
+            char cmd[PATH_MAX + 16];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", n->dir);
+            if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", n->dir);
         }
     }
-    if (tmpdir[0] && strncmp(tmpdir, "/tmp/test_stress_e2e_", 21) == 0 && !strstr(tmpdir, "XXXXXX")) {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
+    nnodes = 0;
 }
 
 /* Runs ilion-stress with args (after the -node option); returns its exit status and keeps
@@ -303,4 +331,66 @@ Test(stress_e2e, client_library_queries_errors_and_paging, .timeout = 120, .fini
         uv_run(&loop, UV_RUN_DEFAULT);
         cr_expect_eq(uv_loop_close(&loop), 0);
     }
+}
+
+/* ---------------- token-aware routing on three nodes ---------------- */
+
+/* Sum of ilion_internode_messages_total over the node's /metrics. */
+static uint64_t internode_messages(const char *host) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(7199)};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "admin port of %s", host);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    static char resp[1 << 20];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof resp - 1 && (n = read(fd, resp + got, sizeof resp - 1 - got)) > 0) got += (size_t)n;
+    close(fd);
+    resp[got] = 0;
+    uint64_t sum = 0;
+    for (char *line = strtok(resp, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "ilion_internode_messages_total", 30)) continue;
+        char *sp = strrchr(line, ' ');
+        if (sp) sum += strtoull(sp + 1, NULL, 10);
+    }
+    return sum;
+}
+
+static uint64_t cluster_messages(void) {
+    uint64_t t = 0;
+    for (int i = 0; i < nnodes; i++) t += internode_messages(nodes[i].ip);
+    return t;
+}
+
+Test(stress_e2e, token_aware_routing_sends_each_write_to_its_owner, .timeout = 180,
+     .fini = stop_node) {
+    if (!find_binaries()) cr_skip_test("ilion or ilion-stress not built in %s", build_dir);
+    start_nodes(3);
+    static char out[1 << 16];
+    /* Wait until the contact point knows both peers and their tokens (gossip). */
+    bool ring = false;
+    for (int i = 0; i < 60 && !ring; i++) {
+        stress("write n=1 -schema keyspace=ks_rf1 'replication(factor=1)' -col n=1", out, sizeof out);
+        ring = strstr(out, "Connected to 3 node(s)") != NULL && strstr(out, " 0 ring token") == NULL;
+        if (!ring) usleep(250000);
+    }
+    cr_assert(ring, "the ring never showed 3 nodes:\n%s", out);
+    /* RF 1 at ONE: a write sent to its owner needs no internode message at all. */
+    uint64_t before = cluster_messages();
+    int rc = stress("write n=20000 -schema keyspace=ks_rf1 create=false -col n=1 -pop seq=1..20000",
+                    out, sizeof out);
+    uint64_t aware = cluster_messages() - before;
+    cr_assert_eq(rc, 0, "%s", out);
+    before = cluster_messages();
+    rc = stress("write n=20000 -schema keyspace=ks_rf1 create=false -col n=1 -pop seq=1..20000 "
+                "-mode tokenaware=false", out, sizeof out);
+    uint64_t blind = cluster_messages() - before;
+    cr_assert_eq(rc, 0, "%s", out);
+    /* Gossip adds a few messages a second; forwarding would add two per misrouted write. */
+    cr_expect_lt(aware, 400, "token-aware run caused %llu internode messages",
+                 (unsigned long long)aware);
+    cr_expect_gt(blind, 10000, "round-robin run caused only %llu internode messages",
+                 (unsigned long long)blind);
 }
