@@ -50,6 +50,7 @@ struct cqlc_conn {
     int16_t *freelist;
     int nfree;
     int inflight;
+    int orphans;       /* timed-out streams still reserved */
 
     uint8_t *rbuf;
     size_t rlen, rcap;
@@ -107,6 +108,7 @@ static int stream_take(cqlc_conn *c) {
 }
 
 static void stream_put(cqlc_conn *c, int id) {
+    if (c->slots[id].orphan) c->orphans--;
     c->slots[id].used = false;
     c->slots[id].orphan = false;
     c->slots[id].cb = NULL;
@@ -370,8 +372,11 @@ static void on_timer(uv_timer_t *t) {
         s->orphan = true;
         s->cb = NULL;
         c->inflight--;
+        c->orphans++;
         if (cb) cb(c, ILION_ETIMEOUT, NULL, arg);
     }
+    /* A server that stopped answering would pin every stream id: give the connection up. */
+    if (c->state == ST_READY && c->orphans > CQLC_MAX_STREAMS / 2) conn_fail(c, ILION_ETIMEOUT);
 }
 
 /* ---- handshake ---- */
