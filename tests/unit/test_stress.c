@@ -403,3 +403,53 @@ Test(report, html_is_self_contained) {
     cr_expect(strstr(text, "<script src") == NULL);
     stress_series_free(&s);
 }
+
+static size_t count_in_file(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    size_t c = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p++) c++;
+    return c;
+}
+
+Test(report, revisions_accumulate_in_one_file) {
+    stress_opts o;
+    stress_opts_defaults(&o);
+    char path[] = "/tmp/test_stress_rev_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    stress_series s = {0};
+    static hist h;
+    hist_init(&h);
+    for (int j = 1; j <= 100; j++) hist_record(&h, (uint64_t)j * 10000);
+    for (int i = 0; i < 3; i++) {
+        stress_interval iv = {.t_s = i + 1, .len_s = 1, .ops = 100, .rate = 100};
+        stress_interval_fill(&iv, &h);
+        stress_series_add(&s, &iv);
+    }
+    stress_interval total = s.v[2];
+    total.len_s = 3;
+    snprintf(o.revision, sizeof o.revision, "first");
+    cr_assert_eq(stress_write_html(path, &o, "ilion-stress write --x", &s, &total), 0);
+    snprintf(o.revision, sizeof o.revision, "second");
+    cr_assert_eq(stress_write_html(path, &o, "ilion-stress read", &s, &total), 0);
+    cr_expect_eq(count_in_file(path, "\nrun\t"), 2);
+    cr_expect_eq(count_in_file(path, "\niv "), 6);
+    /* The same revision replaces its run; "--" in a command line cannot end the data block. */
+    snprintf(o.revision, sizeof o.revision, "first");
+    cr_assert_eq(stress_write_html(path, &o, "ilion-stress write --y", &s, &total), 0);
+    cr_expect_eq(count_in_file(path, "\nrun\t"), 2);
+    cr_expect_eq(count_in_file(path, "-_y"), 2, "command line in table and data block");
+    cr_expect_eq(count_in_file(path, "<polyline"), 1 * 2 + 2 * 2, "throughput per run, p50+p99 per run");
+    /* Without a revision the file is replaced by this run alone. */
+    o.revision[0] = 0;
+    cr_assert_eq(stress_write_html(path, &o, "ilion-stress write", &s, &total), 0);
+    cr_expect_eq(count_in_file(path, "\nrun\t"), 1);
+    cr_expect_eq(count_in_file(path, "<polyline"), 1 + 5);
+    unlink(path);
+    stress_series_free(&s);
+}

@@ -361,7 +361,12 @@ static int parse_group_opt(stress_opts *o, const char *group, char *a, char *err
             snprintf(o->title, sizeof o->title, "%s", a + 6);
             return 0;
         }
-        return fail(err, errlen, "unknown -graph option '%s' (file=, title=)", a);
+        if (!strncmp(a, "revision=", 9)) {
+            if (!a[9]) return fail(err, errlen, "empty revision=");
+            snprintf(o->revision, sizeof o->revision, "%s", a + 9);
+            return 0;
+        }
+        return fail(err, errlen, "unknown -graph option '%s' (file=, title=, revision=)", a);
     }
     if (!strcmp(group, "-errors")) {
         if (!strncmp(a, "max=", 4)) {
@@ -429,7 +434,8 @@ void stress_usage(FILE *out) {
         "  -pop seq=1..1000000 | dist=uniform(1..1000000) | dist=gaussian(1..1000000[,3])\n"
         "  -mode native cql3 prepared|simple compression=lz4|none connectionsPerHost=1\n"
         "        timeout=12s tokenaware=true\n"
-        "  -log interval=1 file=PATH [hdrfile=PATH]   -graph file=report.html [title=...]\n"
+        "  -log interval=1 file=PATH [hdrfile=PATH]\n"
+        "  -graph file=report.html [title=...] [revision=NAME: add this run to the file's runs]\n"
         "  -errors max=0                 -seed N\n",
         out);
 }

@@ -58,6 +58,7 @@ typedef struct stress_opts {
     char hdr_file[512];                 /* per-interval histograms (hist_write_sparse lines) */
     char graph_file[512];
     char title[128];
+    char revision[128];                 /* -graph revision=: add this run to an existing report */
     uint64_t errors_max;
     uint64_t seed;
     bool verify;                        /* reads compare values with what write stores */
