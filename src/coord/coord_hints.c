@@ -220,7 +220,7 @@ static void deliver_next(hint_file *f) {
             file_done(f);
             return;
         }
-        if (!target_of(c, f->host_id, &to) || !cluster_is_alive(c->cluster, &to)) return;
+        bool up = target_of(c, f->host_id, &to) && cluster_is_alive(c->cluster, &to);
         uint8_t *b;
         uint32_t len;
         uint64_t end;
@@ -243,6 +243,11 @@ static void deliver_next(hint_file *f) {
             c->stats.hints_pending--;
             c->stats.hints_dropped++;
             continue;
+        }
+        if (!up) {
+            /* Expired records went above, also for a node that left the ring for good. */
+            free(b);
+            return;
         }
         /* Following records go in the same HINT message (one round trip and one sync on the
          * target for many hints), except while the target refuses: then one at a time. */
@@ -293,7 +298,7 @@ static void on_tick(uv_timer_t *t) {
             if (fdatasync(f->fd)) LOG_ERROR("coord", "hint file sync failed: %s", strerror(errno));
             f->dirty = false;
         }
-        if (f->fd >= 0 && !f->delivering) deliver_next(f);
+        if (f->fd >= 0 && !f->delivering) deliver_next(f); /* also drops expired hints */
     }
 }
 
