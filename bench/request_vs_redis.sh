@@ -131,7 +131,8 @@ ilion_run() {
         sleep 0.3
     fi
     "$STRESS" "$cmd" n="$n" cl=ONE -node "$IP" -col n=1 "size=FIXED(100)" \
-        -log file="$OUT/$name.log" -graph file="$OUT/$name.html" title="$name" "$@" \
+        -log file="$OUT/$name.log" -graph file="$OUT/ilion.html" title="ilion request path" \
+        revision="$name#$RUN_IDX" "$@" \
         >"$OUT/$name.out" 2>&1 || { echo "ilion-stress $name failed:" >&2; tail -5 "$OUT/$name.out" >&2; }
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
@@ -156,6 +157,7 @@ redis_run() {
 }
 
 RESULTS=()
+RUN_IDX=1
 FMT='%-44s %10s %10s %6s %9s %9s'
 record() { # label ilion-ops redis-ops ilion-p50 redis-p50
     local r
@@ -172,6 +174,7 @@ printf "$FMT\n" case ilion redis ratio ilion_p50 redis_p50
 measure() {
     local label=$1 i a b best_a=0 best_b=0 p50_a=- p50_b=-
     for ((i = 0; i < REPEAT; i++)); do
+        RUN_IDX=$((i + 1))
         a=$(eval "ilion_run $2")
         b=$(eval "redis_run $3")
         if awk -v x="${a%% *}" -v y="$best_a" 'BEGIN { exit !(x + 0 > y + 0) }'; then
@@ -214,6 +217,7 @@ stop_node
 stop_redis
 
 echo
-echo "== summary (op/s; ratio = ilion / redis; median latency in ms); logs and HTML reports in $OUT"
+echo "== summary (op/s; ratio = ilion / redis; median latency in ms); logs in $OUT,"
+echo "   every ilion run charted in $OUT/ilion.html"
 printf "$FMT\n" case ilion redis ratio ilion_p50 redis_p50
 printf '%s\n' "${RESULTS[@]}"
