@@ -31,8 +31,10 @@ typedef struct storage_options {
     uint32_t sync_period_ms;           /* periodic: default 10000 */
     uint32_t group_window_ms;          /* group: default 15 */
     uint64_t segment_size;             /* bytes, default 32 MiB */
-    uint64_t commitlog_total_space;    /* bytes, default 8 GiB; above it the oldest data is flushed */
-    uint64_t memtable_space;           /* bytes across all tables; default 1/4 of heap budget */
+    uint64_t commitlog_total_space;    /* bytes, default 8 GiB; above it every memtable is flushed */
+    /* Bytes across all tables, default 512 MiB. When the active memtables pass half of it the
+     * largest is frozen and flushed; writers wait while active + flushing pass all of it. */
+    uint64_t memtable_space;
     enum storage_failure_policy commit_failure_policy; /* default stop */
     enum storage_failure_policy disk_failure_policy;   /* default stop */
     uint32_t flush_threads;            /* default 1 */
