@@ -151,7 +151,13 @@ static bool row_has_live_cells(const sel *s, const st_partition *p, const st_row
 /* Processes one partition's rows. after_ck: resume strictly after this ck (in read order). */
 static void process_partition(exec_req *r, sel *s, const st_partition *p, const uint8_t *after_ck,
                               uint32_t after_len, bool resuming) {
-    if (!p) return;
+    if (!p) { /* nothing (left) in this partition: it is finished */
+        s->pos.ck = NULL;
+        s->pos.cklen = 0;
+        s->pos.ppl_done = 0;
+        s->pos.in_partition = false;
+        return;
+    }
     const schema_table *t = s->t;
     const st_cell **cells = arena_alloc(&r->arena, t->ncols * sizeof *cells);
     uint32_t ppl_done = resuming ? s->pos.ppl_done : 0;

@@ -1040,3 +1040,116 @@ Test(exec, drop_forgets_prepared_statements) {
     cr_assert_eq(o->err, 0x2500, "a statement prepared against the dropped table must be prepared again");
     rows_free(o);
 }
+
+/* Differential test: random clustering slices, orders, limits and page sizes on a table with
+ * mixed clustering orders, against a model. */
+typedef struct mrow {
+    int c1;
+    const char *c2;
+    int v;
+} mrow;
+
+static int model_cmp(const mrow *a, const mrow *b) {
+    if (a->c1 != b->c1) return a->c1 > b->c1 ? -1 : 1; /* c1 DESC */
+    return strcmp(a->c2, b->c2);                          /* c2 ASC */
+}
+
+Test(exec, random_slices_match_model, .timeout = 120) {
+    schema_basic();
+    ok("CREATE TABLE m (k int, c1 int, c2 text, v int, PRIMARY KEY (k, c1, c2)) WITH CLUSTERING ORDER BY (c1 DESC, c2 ASC)");
+    static const char *c2s[] = {"", "a", "ab", "b"};
+    mrow model[64];
+    int n = 0;
+    uint64_t st = 777;
+#define RND() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, st)
+    char q[256];
+    for (int c1 = -3; c1 <= 3; c1++)
+        for (int j = 0; j < 4; j++) {
+            if (RND() % 3 == 0) continue;
+            model[n].c1 = c1;
+            model[n].c2 = c2s[j];
+            model[n].v = n;
+            snprintf(q, sizeof q, "INSERT INTO m (k, c1, c2, v) VALUES (1, %d, '%s', %d)", c1, c2s[j], n);
+            ok(q);
+            n++;
+        }
+    for (int it = 0; it < 150; it++) {
+        int kind = (int)(RND() % 6), x = (int)(RND() % 9) - 4, y = (int)(RND() % 9) - 4;
+        const char *ops[] = {">", ">=", "<", "<="};
+        const char *op1 = ops[RND() % 4], *op2 = ops[RND() % 4];
+        bool asc = RND() % 2, limit = RND() % 3 == 0;
+        int lim = 1 + (int)(RND() % 10), page = 1 + (int)(RND() % 6);
+        const char *c2v = c2s[RND() % 4];
+        char where[128] = "";
+        if (kind == 1) snprintf(where, sizeof where, " AND c1 %s %d", op1, x);
+        else if (kind == 2) snprintf(where, sizeof where, " AND c1 %s %d AND c1 %s %d", op1[0] == '>' ? op1 : ">", x, op2[0] == '<' ? op2 : "<", y);
+        else if (kind == 3) snprintf(where, sizeof where, " AND c1 = %d", x);
+        else if (kind == 4) snprintf(where, sizeof where, " AND c1 = %d AND c2 %s '%s'", x, op1, c2v);
+        else if (kind == 5) snprintf(where, sizeof where, " AND (c1, c2) %s (%d, '%s')", op1[0] == '>' ? "<=" : ">=", x, c2v);
+        snprintf(q, sizeof q, "SELECT c1, c2, v FROM m WHERE k = 1%s%s%s", where,
+                 asc ? " ORDER BY c1 ASC" : "", limit ? "" : "");
+        if (limit) snprintf(q + strlen(q), sizeof q - strlen(q), " LIMIT %d", lim);
+        /* expected */
+        mrow exp[64];
+        int ne = 0;
+        for (int i = 0; i < n; i++) {
+            const mrow *m = &model[i];
+            bool keep = true;
+            const char *o1 = kind == 2 ? (op1[0] == '>' ? op1 : ">") : op1;
+            const char *o2 = op2[0] == '<' ? op2 : "<";
+            int cmp1 = (m->c1 > x) - (m->c1 < x);
+            if (kind == 1 || kind == 2)
+                keep = !strcmp(o1, ">") ? cmp1 > 0 : !strcmp(o1, ">=") ? cmp1 >= 0 : !strcmp(o1, "<") ? cmp1 < 0 : cmp1 <= 0;
+            if (kind == 2) keep = keep && (!strcmp(o2, "<") ? m->c1 < y : m->c1 <= y);
+            if (kind == 3) keep = m->c1 == x;
+            if (kind == 4) {
+                int c = strcmp(m->c2, c2v);
+                keep = m->c1 == x && (!strcmp(op1, ">") ? c > 0 : !strcmp(op1, ">=") ? c >= 0 : !strcmp(op1, "<") ? c < 0 : c <= 0);
+            }
+            if (kind == 5) {
+                /* tuple order: (c1, c2) compared as values: c1 then c2 */
+                int c = m->c1 != x ? (m->c1 > x ? 1 : -1) : strcmp(m->c2, c2v);
+                keep = op1[0] == '>' ? c <= 0 : c >= 0;
+            }
+            if (keep) exp[ne++] = *m;
+        }
+        for (int i = 0; i < ne; i++)
+            for (int j = i + 1; j < ne; j++) {
+                int c = model_cmp(&exp[i], &exp[j]);
+                if (asc ? c < 0 : c > 0) {
+                    mrow t = exp[i];
+                    exp[i] = exp[j];
+                    exp[j] = t;
+                }
+            }
+        if (limit && ne > lim) ne = lim;
+        /* actual, page by page */
+        uint8_t ps[512];
+        int32_t pslen = 0;
+        int got = 0;
+        for (int pg = 0; pg < 100; pg++) {
+            rows *o = query_p(q, page, pslen ? ps : NULL, pslen, NULL, 0, 1);
+            if (kind == 5) { /* a tuple over columns of mixed clustering order: refused */
+                cr_assert_eq(o->err, 0x2200, "%s", q);
+                rows_free(o);
+                got = -1;
+                break;
+            }
+            cr_assert_eq(o->r.opcode, 0x08, "%s: 0x%x %s", q, o->err, o->msg);
+            for (uint32_t i = 0; i < o->nrows; i++, got++) {
+                cr_assert_lt(got, ne, "%s: too many rows", q);
+                cr_assert_eq(cell_int(o, i, 0), exp[got].c1, "%s row %d", q, got);
+                cr_assert_eq(cell_int(o, i, 2), exp[got].v, "%s row %d", q, got);
+            }
+            bool more = o->flags & 0x02;
+            if (more) {
+                memcpy(ps, o->paging, (size_t)o->paging_len);
+                pslen = o->paging_len;
+            }
+            rows_free(o);
+            if (!more) break;
+        }
+        if (got >= 0) cr_assert_eq(got, ne, "%s: %d rows, expected %d", q, got, ne);
+    }
+#undef RND
+}
