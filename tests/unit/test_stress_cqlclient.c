@@ -287,6 +287,71 @@ Test(cqlc_codec, header_checks) {
     cr_expect_lt(cqlc_header_decode(h, 1000, &hd), 0);
 }
 
+static const char *fmt1(uint16_t type, uint16_t s0, uint16_t s1, const void *p, int32_t n) {
+    static char out[256];
+    uint16_t sub[2] = {s0, s1};
+    cqlc_cell c = {p, n};
+    cqlc_cell_format(type, sub, &c, out, sizeof out);
+    return out;
+}
+
+Test(cqlc_codec, cell_format) {
+    cr_expect_str_eq(fmt1(CQLC_T_INT, 0, 0, "\xff\xff\xff\xfe", 4), "-2");
+    cr_expect_str_eq(fmt1(CQLC_T_BIGINT, 0, 0, "\0\0\0\0\0\0\x01\0", 8), "256");
+    cr_expect_str_eq(fmt1(CQLC_T_VARCHAR, 0, 0, "it's", 4), "'it''s'");
+    cr_expect_str_eq(fmt1(CQLC_T_BLOB, 0, 0, "\x01\xab", 2), "0x01ab");
+    cr_expect_str_eq(fmt1(CQLC_T_BOOLEAN, 0, 0, "\x01", 1), "true");
+    cr_expect_str_eq(fmt1(CQLC_T_INET, 0, 0, "\x7f\0\0\x01", 4), "'127.0.0.1'");
+    cr_expect_str_eq(fmt1(CQLC_T_UUID, 0, 0, "\x12\x34\x56\x78\x9a\xbc\xde\xf0\x01\x02\x03\x04\x05\x06\x07\x08", 16),
+                     "12345678-9abc-def0-0102-030405060708");
+    cr_expect_str_eq(fmt1(CQLC_T_DOUBLE, 0, 0, "\x3f\xf8\0\0\0\0\0\0", 8), "1.5");
+    cr_expect_str_eq(fmt1(CQLC_T_DATE, 0, 0, "\x80\0\0\x01", 4), "1");
+    cr_expect_str_eq(fmt1(CQLC_T_INT, 0, 0, NULL, -1), "null");
+    /* set<text> {'a', 'bc'}, map<int, text> {1: 'x'}, list<int> with a null */
+    cr_expect_str_eq(fmt1(CQLC_T_SET, CQLC_T_VARCHAR, 0, "\0\0\0\x02\0\0\0\x01" "a\0\0\0\x02" "bc", 15),
+                     "{'a', 'bc'}");
+    cr_expect_str_eq(fmt1(CQLC_T_MAP, CQLC_T_INT, CQLC_T_VARCHAR,
+                          "\0\0\0\x01\0\0\0\x04\0\0\0\x01\0\0\0\x01x", 17), "{1: 'x'}");
+    cr_expect_str_eq(fmt1(CQLC_T_LIST, CQLC_T_INT, 0, "\0\0\0\x01\xff\xff\xff\xff", 8), "[null]");
+    /* Wrong lengths fall back to hex and report an error. */
+    uint16_t none[2] = {0, 0};
+    char out[64];
+    cqlc_cell bad = {(const uint8_t *)"\x01\x02\x03", 3};
+    cr_expect_lt(cqlc_cell_format(CQLC_T_INT, none, &bad, out, sizeof out), 0);
+    cr_expect_str_eq(out, "0x010203");
+    cqlc_cell badset = {(const uint8_t *)"\0\0\0\x05\0\0\0\x01" "a", 9};
+    uint16_t st[2] = {CQLC_T_VARCHAR, 0};
+    cr_expect_lt(cqlc_cell_format(CQLC_T_SET, st, &badset, out, sizeof out), 0);
+    /* Truncation keeps the buffer terminated and says so. */
+    static uint8_t big[1000];
+    memset(big, 0xaa, sizeof big);
+    cqlc_cell bc = {big, sizeof big};
+    char small[16];
+    int n = cqlc_cell_format(CQLC_T_BLOB, none, &bc, small, sizeof small);
+    cr_expect_lt(n, (int)sizeof small);
+    cr_expect_eq(strlen(small), (size_t)n);
+    cr_expect(strstr(small, "...") != NULL, "%s", small);
+    /* Random bytes under every type never overrun. */
+    uint64_t x = 7;
+    for (int i = 0; i < 20000; i++) {
+        uint8_t junk[40];
+        size_t len = (size_t)(i % 40);
+        for (size_t j = 0; j < len; j++) {
+            x = x * 6364136223846793005ull + 1;
+            junk[j] = (uint8_t)(x >> 59); /* small values make plausible lengths */
+        }
+        uint8_t *copy = malloc(len ? len : 1);
+        memcpy(copy, junk, len);
+        uint16_t sub[2] = {(uint16_t)(i % 0x15), (uint16_t)((i / 3) % 0x15)};
+        cqlc_cell c = {copy, (int32_t)len};
+        char o2[48];
+        (void)cqlc_cell_format((uint16_t)(i % 3 == 0 ? CQLC_T_MAP : i % 3 == 1 ? CQLC_T_LIST : i % 0x15),
+                               sub, &c, o2, sizeof o2);
+        cr_assert_lt(strlen(o2), sizeof o2);
+        free(copy);
+    }
+}
+
 /* ---------------- connection against a fake server ---------------- */
 
 /* The fake server answers OPTIONS (SUPPORTED with lz4), STARTUP (READY; lz4 from then on when

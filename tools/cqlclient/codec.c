@@ -1,5 +1,6 @@
 /* Native protocol v4 frame and body codecs for the client: pure functions, no I/O. */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -523,4 +524,175 @@ const char *cqlc_error_name(uint32_t code) {
     case 0x2500: return "Unprepared";
     default: return "Unknown";
     }
+}
+
+/* ---- formatting ---- */
+
+typedef struct fmt {
+    char *out;
+    size_t cap, len;
+    bool cut;
+} fmt;
+
+static void fmt_put(fmt *f, const char *s, size_t n) {
+    if (f->cut) return;
+    if (f->len + n + 4 > f->cap) {
+        size_t room = f->cap > f->len + 4 ? f->cap - f->len - 4 : 0;
+        memcpy(f->out + f->len, s, room < n ? room : n);
+        f->len += room < n ? room : n;
+        memcpy(f->out + f->len, "...", 3);
+        f->len += 3;
+        f->cut = true;
+        return;
+    }
+    memcpy(f->out + f->len, s, n);
+    f->len += n;
+}
+
+static void fmt_str(fmt *f, const char *s) { fmt_put(f, s, strlen(s)); }
+
+static void fmt_printf(fmt *f, const char *spec, ...) __attribute__((format(printf, 2, 3)));
+static void fmt_printf(fmt *f, const char *spec, ...) {
+    char tmp[128];
+    va_list ap;
+    va_start(ap, spec);
+    int n = vsnprintf(tmp, sizeof tmp, spec, ap);
+    va_end(ap);
+    if (n > 0) fmt_put(f, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void fmt_hex(fmt *f, const uint8_t *p, size_t n) {
+    static const char hx[] = "0123456789abcdef";
+    fmt_str(f, "0x");
+    for (size_t i = 0; i < n && !f->cut; i++) {
+        char two[2] = {hx[p[i] >> 4], hx[p[i] & 15]};
+        fmt_put(f, two, 2);
+    }
+}
+
+/* One value of a simple type; -1 when the length does not fit the type. */
+static int fmt_simple(fmt *f, uint16_t type, const uint8_t *p, int32_t n) {
+    if (n < 0) {
+        fmt_str(f, "null");
+        return 0;
+    }
+    size_t len = (size_t)n;
+    switch (type) {
+    case CQLC_T_ASCII:
+    case CQLC_T_VARCHAR:
+        fmt_str(f, "'");
+        for (size_t i = 0; i < len && !f->cut; i++) {
+            if (p[i] == '\'') fmt_put(f, "''", 2);
+            else fmt_put(f, (const char *)p + i, 1);
+        }
+        fmt_str(f, "'");
+        return 0;
+    case CQLC_T_BOOLEAN:
+        if (len != 1) return -1;
+        fmt_str(f, p[0] ? "true" : "false");
+        return 0;
+    case CQLC_T_INT:
+    case CQLC_T_DATE:
+        if (len != 4) return -1;
+        if (type == CQLC_T_DATE) fmt_printf(f, "%lld", (long long)be32_get(p) - (1LL << 31));
+        else fmt_printf(f, "%d", (int32_t)be32_get(p));
+        return 0;
+    case CQLC_T_BIGINT:
+    case CQLC_T_COUNTER:
+    case CQLC_T_TIMESTAMP:
+    case CQLC_T_TIME:
+        if (len != 8) return -1;
+        fmt_printf(f, "%lld", (long long)(int64_t)be64_get(p));
+        return 0;
+    case CQLC_T_SMALLINT:
+        if (len != 2) return -1;
+        fmt_printf(f, "%d", (int16_t)be16_get(p));
+        return 0;
+    case CQLC_T_TINYINT:
+        if (len != 1) return -1;
+        fmt_printf(f, "%d", (int8_t)p[0]);
+        return 0;
+    case CQLC_T_DOUBLE: {
+        if (len != 8) return -1;
+        uint64_t u = be64_get(p);
+        double d;
+        memcpy(&d, &u, 8);
+        fmt_printf(f, "%.17g", d);
+        return 0;
+    }
+    case CQLC_T_FLOAT: {
+        if (len != 4) return -1;
+        uint32_t u = be32_get(p);
+        float x;
+        memcpy(&x, &u, 4);
+        fmt_printf(f, "%.9g", (double)x);
+        return 0;
+    }
+    case CQLC_T_UUID:
+    case CQLC_T_TIMEUUID:
+        if (len != 16) return -1;
+        fmt_printf(f, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", p[0],
+                   p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                   p[14], p[15]);
+        return 0;
+    case CQLC_T_INET: {
+        char a[64];
+        cqlc_cell c = {p, n};
+        if (cqlc_cell_inet(&c, a, sizeof a) < 0) return -1;
+        fmt_printf(f, "'%s'", a);
+        return 0;
+    }
+    default: /* blob, varint, decimal, custom, nested: the bytes */
+        fmt_hex(f, p, len);
+        return 0;
+    }
+}
+
+static bool is_simple(uint16_t t) { return t <= CQLC_T_TINYINT; }
+
+int cqlc_cell_format(uint16_t type, const uint16_t sub[2], const cqlc_cell *c, char *out,
+                     size_t outlen) {
+    if (outlen < 8) return ILION_EINVALID;
+    fmt f = {out, outlen, 0, false};
+    int rc = 0;
+    if (c->len >= 0 && (type == CQLC_T_LIST || type == CQLC_T_SET || type == CQLC_T_MAP) && sub &&
+        is_simple(sub[0]) && (type != CQLC_T_MAP || is_simple(sub[1]))) {
+        /* [int n] then n elements (maps: 2n), each [int len][bytes] */
+        rd r;
+        rd_init(&r, c->data, (size_t)c->len);
+        uint32_t n;
+        if (rd_u32(&r, &n) < 0) {
+            rc = -1;
+        } else {
+            fmt_str(&f, type == CQLC_T_LIST ? "[" : "{");
+            for (uint32_t i = 0; i < n && rc == 0 && !f.cut; i++) {
+                if (i) fmt_str(&f, ", ");
+                for (int part = 0; part < (type == CQLC_T_MAP ? 2 : 1) && rc == 0; part++) {
+                    uint32_t el;
+                    const uint8_t *ep = NULL;
+                    if (rd_u32(&r, &el) < 0) {
+                        rc = -1;
+                        break;
+                    }
+                    if ((int32_t)el >= 0 && rd_bytes(&r, el, &ep) < 0) {
+                        rc = -1;
+                        break;
+                    }
+                    if (part) fmt_str(&f, ": ");
+                    rc = fmt_simple(&f, sub[part], ep, (int32_t)el);
+                }
+            }
+            fmt_str(&f, type == CQLC_T_LIST ? "]" : "}");
+            if (rc == 0 && !f.cut && rd_left(&r) != 0) rc = -1;
+        }
+    } else {
+        rc = fmt_simple(&f, type, c->data, c->len);
+    }
+    if (rc < 0) {
+        f.len = 0;
+        f.cut = false;
+        fmt_hex(&f, c->data, c->len > 0 ? (size_t)c->len : 0);
+    }
+    out[f.len] = 0;
+    return rc < 0 ? ILION_EINVALID : (int)f.len;
 }

@@ -197,6 +197,14 @@ int cqlc_cell_text(const cqlc_cell *c, char *out, size_t outlen);
  * and returns 1, 0 at the end, negative on malformed bytes. */
 int cqlc_cell_collection_next(const cqlc_cell *c, size_t *pos, const uint8_t **elem,
                               int32_t *elen);
+/* Renders a cell as CQL-literal-like text into out (always NUL-terminated; truncated text ends
+ * in "..."): null, numbers, 'text', 0xblob, true/false, uuids, inet, timestamps as ms since the
+ * epoch, dates as days, list/set/map of simple types as [..], {..}, {k: v}; other types as
+ * 0xhex. Returns the length written, or a negative error when the bytes do not fit the type
+ * (then out holds 0xhex of the raw bytes). type/sub as in cqlc_column. */
+int cqlc_cell_format(uint16_t type, const uint16_t sub[2], const cqlc_cell *c, char *out,
+                     size_t outlen);
+
 /* Column index by name, -1 when absent. */
 int cqlc_result_column(const cqlc_result *r, const char *name);
 
