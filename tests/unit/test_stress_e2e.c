@@ -252,6 +252,17 @@ static void lib_answer(cqlc_conn *c, int status, const cqlc_result *res, void *a
             if (ntok < 1 || cqlc_cell_inet(&res->cells[ai], addr, sizeof addr) < 0 || strcmp(addr, ip) ||
                 cqlc_cell_text(&res->cells[vi], ver, sizeof ver) < 0)
                 { lib_fail("system.local values", 0, NULL); return; }
+            /* Every column the node serves renders with its declared type. */
+            for (int32_t k = 0; k < res->meta.ncols; k++) {
+                char txt[4096];
+                const cqlc_column *col = &res->meta.cols[k];
+                if (cqlc_cell_format(col->type, col->sub, &res->cells[k], txt, sizeof txt) < 0) {
+                    snprintf(ls.failure, sizeof ls.failure, "system.local.%.60s (type 0x%x) = %.100s",
+                             col->name, col->type, txt);
+                    ls.done = 1;
+                    return;
+                }
+            }
         }
         break;
     case 1: /* a syntax error is an ERROR frame, and the connection goes on */
