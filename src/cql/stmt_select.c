@@ -161,6 +161,7 @@ static void process_partition(exec_req *r, sel *s, const st_partition *p, const 
     const schema_table *t = s->t;
     const st_cell **cells = arena_alloc(&r->arena, t->ncols * sizeof *cells);
     uint32_t ppl_done = resuming ? s->pos.ppl_done : 0;
+    s->pos.in_partition = false; /* set again only if this page stops inside the partition */
     /* Static values live in the row with the empty clustering key, which sorts first. */
     const st_row *srow = t->nck && p->nrows && p->rows[0].cklen == 0 ? &p->rows[0] : NULL;
     bool any = false;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ilion/util/clock.h"
+#include "ilion/util/murmur3.h"
 #include "stmt_select_plan.h"
 
 /* --- planning ----------------------------------------------------------------------------- */
@@ -74,6 +75,12 @@ static int tuple_values(exec_req *r, const schema_table *t, const cql_relation *
         }
     *out = v;
     return 0;
+}
+
+static int pk_ring_cmp(const void *a, const void *b) {
+    const exec_val *x = a, *y = b;
+    return st_key_compare(murmur3_token(x->data, (size_t)x->len), x->data, (uint32_t)x->len,
+                          murmur3_token(y->data, (size_t)y->len), y->data, (uint32_t)y->len);
 }
 
 static const uint8_t *bdup(exec_req *r, const buf *b) {
@@ -265,6 +272,14 @@ void stmt_select(exec_req *r, cql_stmt *st) {
             }
         }
         buf_free(&b);
+        /* Partitions in ring order (token, key), each once, whatever the IN lists repeat. */
+        if (s->npk > 1) {
+            qsort(s->pks, s->npk, sizeof *s->pks, pk_ring_cmp);
+            uint32_t m = 1;
+            for (uint32_t i = 1; i < s->npk; i++)
+                if (pk_ring_cmp(&s->pks[i], &s->pks[m - 1]) != 0) s->pks[m++] = s->pks[i];
+            s->npk = m;
+        }
     }
     /* Multi-column relations on the clustering key stand alone. */
     if (tup_eq || tup_lo || tup_hi) {

@@ -1073,7 +1073,7 @@ Test(exec, random_slices_match_model, .timeout = 120) {
             ok(q);
             n++;
         }
-    for (int it = 0; it < 150; it++) {
+    for (int it = 0; it < 400; it++) {
         int kind = (int)(RND() % 6), x = (int)(RND() % 9) - 4, y = (int)(RND() % 9) - 4;
         const char *ops[] = {">", ">=", "<", "<="};
         const char *op1 = ops[RND() % 4], *op2 = ops[RND() % 4];
@@ -1150,6 +1150,111 @@ Test(exec, random_slices_match_model, .timeout = 120) {
             if (!more) break;
         }
         if (got >= 0) cr_assert_eq(got, ne, "%s: %d rows, expected %d", q, got, ne);
+    }
+#undef RND
+}
+
+/* Differential test across partitions: scans (token order), IN lists (ring order, duplicates
+ * once), PER PARTITION LIMIT, LIMIT, filtering, DISTINCT, count, random page sizes. */
+typedef struct prow {
+    int k, c, v;
+    int64_t tok;
+} prow;
+
+static int prow_cmp(const void *a, const void *b) {
+    const prow *x = a, *y = b;
+    if (x->tok != y->tok) return x->tok < y->tok ? -1 : 1;
+    if (x->k != y->k) return x->k < y->k ? -1 : 1;
+    return (x->c > y->c) - (x->c < y->c);
+}
+
+Test(exec, random_multi_partition_queries_match_model, .timeout = 120) {
+    schema_basic();
+    ok("CREATE TABLE mp (k int, c int, v int, PRIMARY KEY (k, c))");
+    prow model[128];
+    int n = 0;
+    uint64_t st = 4242;
+#define RND() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, st)
+    char q[256];
+    for (int k = 0; k < 8; k++)
+        for (int c = 0; c < 6; c++) {
+            if (RND() % 2) continue;
+            uint8_t kb[4];
+            be32_put(kb, (uint32_t)k);
+            model[n] = (prow){k, c, (int)(RND() % 10), murmur3_token(kb, 4)};
+            snprintf(q, sizeof q, "INSERT INTO mp (k, c, v) VALUES (%d, %d, %d)", k, c, model[n].v);
+            ok(q);
+            n++;
+        }
+    qsort(model, (size_t)n, sizeof *model, prow_cmp);
+    for (int it = 0; it < 400; it++) {
+        int mode = (int)(RND() % 4);   /* 0 scan, 1 IN, 2 DISTINCT scan, 3 count */
+        int ppl = RND() % 3 == 0 ? 1 + (int)(RND() % 3) : 0;
+        int lim = RND() % 3 == 0 ? 1 + (int)(RND() % 12) : 0;
+        int vmin = RND() % 3 == 0 ? (int)(RND() % 10) : -1;
+        int page = 1 + (int)(RND() % 7);
+        bool inset[8] = {false};
+        char where[128] = "";
+        if (mode == 1) {
+            strcpy(where, " WHERE k IN (");
+            int m = 1 + (int)(RND() % 5);
+            for (int i = 0; i < m; i++) {
+                int k = (int)(RND() % 9); /* 8: a partition that does not exist */
+                if (k < 8) inset[k] = true;
+                snprintf(where + strlen(where), sizeof where - strlen(where), "%s%d", i ? ", " : "", k);
+            }
+            strcat(where, ")");
+        }
+        if (vmin >= 0 && mode != 2)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s v >= %d", where[0] ? " AND" : " WHERE", vmin);
+        snprintf(q, sizeof q, "SELECT %s FROM mp%s", mode == 2 ? "DISTINCT k" : mode == 3 ? "count(*)" : "k, c, v", where);
+        if (ppl && mode != 2) snprintf(q + strlen(q), sizeof q - strlen(q), " PER PARTITION LIMIT %d", ppl);
+        if (lim) snprintf(q + strlen(q), sizeof q - strlen(q), " LIMIT %d", lim);
+        if (vmin >= 0 && mode != 2) strcat(q, " ALLOW FILTERING");
+        prow exp[128];
+        int ne = 0, taken_in_part = 0, lastk = -1;
+        for (int i = 0; i < n; i++) {
+            const prow *m = &model[i];
+            if (mode == 1 && !inset[m->k]) continue;
+            if (vmin >= 0 && mode != 2 && m->v < vmin) continue;
+            if (m->k != lastk) {
+                lastk = m->k;
+                taken_in_part = 0;
+            }
+            if (mode == 2 && taken_in_part >= 1) continue;
+            if (ppl && mode != 2 && taken_in_part >= ppl) continue;
+            taken_in_part++;
+            exp[ne++] = *m;
+        }
+        if (mode == 3) {
+            rows *o = query_p(q, page, NULL, 0, NULL, 0, 1);
+            cr_assert_eq(o->nrows, 1, "%s: 0x%x %s", q, o->err, o->msg);
+            cr_assert_eq((int64_t)be64_get(o->cell[0][0]), ne, "%s", q);
+            rows_free(o);
+            continue;
+        }
+        if (lim && ne > lim) ne = lim;
+        uint8_t ps[512];
+        int32_t pslen = 0;
+        int got = 0;
+        for (int pg = 0; pg < 200; pg++) {
+            rows *o = query_p(q, page, pslen ? ps : NULL, pslen, NULL, 0, 1);
+            cr_assert_eq(o->r.opcode, 0x08, "%s: 0x%x %s", q, o->err, o->msg);
+            for (uint32_t i = 0; i < o->nrows; i++, got++) {
+                cr_assert_lt(got, ne, "%s: too many rows", q);
+                cr_assert_eq(cell_int(o, i, 0), exp[got].k, "%s page size %d row %d: k %d c %d, expected k %d c %d", q, page, got,
+                             cell_int(o, i, 0), mode != 2 ? cell_int(o, i, 1) : -1, exp[got].k, exp[got].c);
+                if (mode != 2) cr_assert_eq(cell_int(o, i, 1), exp[got].c, "%s page size %d row %d: c %d expected %d", q, page, got, cell_int(o, i, 1), exp[got].c);
+            }
+            bool more = o->flags & 0x02;
+            if (more) {
+                memcpy(ps, o->paging, (size_t)o->paging_len);
+                pslen = o->paging_len;
+            }
+            rows_free(o);
+            if (!more) break;
+        }
+        cr_assert_eq(got, ne, "%s: %d rows, expected %d", q, got, ne);
     }
 #undef RND
 }
