@@ -1207,16 +1207,25 @@ Test(exec, random_multi_partition_queries_match_model, .timeout = 120) {
         }
         if (vmin >= 0 && mode != 2)
             snprintf(where + strlen(where), sizeof where - strlen(where), "%s v >= %d", where[0] ? " AND" : " WHERE", vmin);
+        int cmin = mode != 2 && RND() % 3 == 0 ? (int)(RND() % 6) : -1;
+        if (cmin >= 0)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s c >= %d", where[0] ? " AND" : " WHERE", cmin);
+        bool tok = mode != 1 && RND() % 3 == 0;
+        int64_t tmin = tok ? model[RND() % (uint64_t)n].tok : INT64_MIN;
+        if (tok)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s token(k) > %lld", where[0] ? " AND" : " WHERE", (long long)tmin);
         snprintf(q, sizeof q, "SELECT %s FROM mp%s", mode == 2 ? "DISTINCT k" : mode == 3 ? "count(*)" : "k, c, v", where);
         if (ppl && mode != 2) snprintf(q + strlen(q), sizeof q - strlen(q), " PER PARTITION LIMIT %d", ppl);
         if (lim) snprintf(q + strlen(q), sizeof q - strlen(q), " LIMIT %d", lim);
-        if (vmin >= 0 && mode != 2) strcat(q, " ALLOW FILTERING");
+        if ((vmin >= 0 && mode != 2) || (cmin >= 0 && mode != 1)) strcat(q, " ALLOW FILTERING");
         prow exp[128];
         int ne = 0, taken_in_part = 0, lastk = -1;
         for (int i = 0; i < n; i++) {
             const prow *m = &model[i];
             if (mode == 1 && !inset[m->k]) continue;
             if (vmin >= 0 && mode != 2 && m->v < vmin) continue;
+            if (cmin >= 0 && m->c < cmin) continue;
+            if (tok && m->tok <= tmin) continue;
             if (m->k != lastk) {
                 lastk = m->k;
                 taken_in_part = 0;
