@@ -1267,3 +1267,104 @@ Test(exec, random_multi_partition_queries_match_model, .timeout = 120) {
     }
 #undef RND
 }
+
+/* Differential test of writes: random INSERT / UPDATE / DELETE (cells, rows, partitions,
+ * static columns) with increasing timestamps, then every partition read back and compared with
+ * a model of Cassandra's semantics (row markers, tombstones, static rows). */
+typedef struct wcell {
+    bool set;
+    int val;
+} wcell;
+
+typedef struct wrow {
+    bool marker;
+    wcell v, w;
+} wrow;
+
+Test(exec, random_writes_match_model, .timeout = 120) {
+    schema_basic();
+    ok("CREATE TABLE wm (k int, c int, s int STATIC, v int, w int, PRIMARY KEY (k, c))");
+    enum { NK = 4, NC = 4 };
+    wrow rowm[NK][NC];
+    wcell stat[NK];
+    memset(rowm, 0, sizeof rowm);
+    memset(stat, 0, sizeof stat);
+    uint64_t st = 99;
+#define RND() (st ^= st << 13, st ^= st >> 7, st ^= st << 17, st)
+    char q[200];
+    long long ts = 1000;
+    for (int it = 0; it < 600; it++) {
+        int k = (int)(RND() % NK), c = (int)(RND() % NC), x = (int)(RND() % 100);
+        int op = (int)(RND() % 9);
+        ts++;
+        switch (op) {
+        case 0: case 1:
+            snprintf(q, sizeof q, "INSERT INTO wm (k, c, v) VALUES (%d, %d, %d) USING TIMESTAMP %lld", k, c, x, ts);
+            rowm[k][c].marker = true;
+            rowm[k][c].v = (wcell){true, x};
+            break;
+        case 2:
+            snprintf(q, sizeof q, "INSERT INTO wm (k, c, w, s) VALUES (%d, %d, %d, %d) USING TIMESTAMP %lld", k, c, x, x + 1, ts);
+            rowm[k][c].marker = true;
+            rowm[k][c].w = (wcell){true, x};
+            stat[k] = (wcell){true, x + 1};
+            break;
+        case 3:
+            snprintf(q, sizeof q, "UPDATE wm USING TIMESTAMP %lld SET w = %d WHERE k = %d AND c = %d", ts, x, k, c);
+            rowm[k][c].w = (wcell){true, x};
+            break;
+        case 4:
+            snprintf(q, sizeof q, "DELETE v FROM wm USING TIMESTAMP %lld WHERE k = %d AND c = %d", ts, k, c);
+            rowm[k][c].v.set = false;
+            break;
+        case 5:
+            snprintf(q, sizeof q, "DELETE FROM wm USING TIMESTAMP %lld WHERE k = %d AND c = %d", ts, k, c);
+            memset(&rowm[k][c], 0, sizeof rowm[k][c]);
+            break;
+        case 6:
+            if (RND() % 4) continue;
+            snprintf(q, sizeof q, "DELETE FROM wm USING TIMESTAMP %lld WHERE k = %d", ts, k);
+            memset(rowm[k], 0, sizeof rowm[k]);
+            stat[k].set = false;
+            break;
+        case 7:
+            snprintf(q, sizeof q, "UPDATE wm USING TIMESTAMP %lld SET s = %d WHERE k = %d", ts, x, k);
+            stat[k] = (wcell){true, x};
+            break;
+        default:
+            snprintf(q, sizeof q, "DELETE s FROM wm USING TIMESTAMP %lld WHERE k = %d", ts, k);
+            stat[k].set = false;
+            break;
+        }
+        ok(q);
+        if (it % 50 != 49) continue;
+        for (int kk = 0; kk < NK; kk++) {
+            snprintf(q, sizeof q, "SELECT c, s, v, w FROM wm WHERE k = %d", kk);
+            rows *o = query(q);
+            cr_assert_eq(o->r.opcode, 0x08);
+            uint32_t got = 0;
+            for (int cc = 0; cc < NC; cc++) {
+                const wrow *m = &rowm[kk][cc];
+                if (!m->marker && !m->v.set && !m->w.set) continue;
+                cr_assert_lt(got, o->nrows, "k %d: missing row c %d (iteration %d)", kk, cc, it);
+                cr_assert_eq(cell_int(o, got, 0), cc, "k %d row %u", kk, got);
+                if (stat[kk].set) cr_assert_eq(cell_int(o, got, 1), stat[kk].val);
+                else cr_assert_eq(o->clen[got][1], -1);
+                if (m->v.set) cr_assert_eq(cell_int(o, got, 2), m->v.val);
+                else cr_assert_eq(o->clen[got][2], -1, "k %d c %d: v should be null", kk, cc);
+                if (m->w.set) cr_assert_eq(cell_int(o, got, 3), m->w.val);
+                else cr_assert_eq(o->clen[got][3], -1);
+                got++;
+            }
+            if (got == 0 && stat[kk].set) {
+                cr_assert_eq(o->nrows, 1, "k %d: static-only partition", kk);
+                cr_assert_eq(o->clen[0][0], -1);
+                cr_assert_eq(cell_int(o, 0, 1), stat[kk].val);
+                got = 1;
+            }
+            cr_assert_eq(o->nrows, got, "k %d: %u rows, expected %u (iteration %d)", kk, o->nrows, got, it);
+            rows_free(o);
+        }
+    }
+#undef RND
+}
