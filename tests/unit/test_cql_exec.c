@@ -1337,6 +1337,7 @@ Test(exec, random_writes_match_model, .timeout = 120) {
             break;
         }
         ok(q);
+        if (it % 150 == 149) cr_assert_eq(storage_flush(E.eng, 0, true), 0); /* reads merge SSTables too */
         if (it % 50 != 49) continue;
         for (int kk = 0; kk < NK; kk++) {
             snprintf(q, sizeof q, "SELECT c, s, v, w FROM wm WHERE k = %d", kk);
