@@ -22,7 +22,7 @@
 #include "ilion/storage/engine.h"
 #include "ilion/storage/partition.h"
 
-#define SST_FORMAT_VERSION 1
+#define SST_FORMAT_VERSION 2
 #define SST_MAX_REPLACES 64
 
 typedef struct sst_stats {
