@@ -1225,6 +1225,16 @@ int storage_table_drop(storage_engine *e, uint64_t table_id) {
     if (!t) return ILION_ENOTFOUND;
     table_quiesce(t);
     atomic_store(&t->dropped, true);
+    /* Metadata first, durably: without it the directory is not a table any more, so a crash
+     * from here on cannot bring the table back. */
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", t->dir, TABLE_META);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        int err = -errno;
+        atomic_store(&t->dropped, false);
+        return err;
+    }
+    file_fsync_dir(t->dir);
     int rc = table_clear(t, false);
     if (rc) return rc;
     pthread_rwlock_wrlock(&e->tlock);
@@ -1239,11 +1249,6 @@ int storage_table_drop(storage_engine *e, uint64_t table_id) {
         e->graveyard[e->ngrave++] = t;
     }
     pthread_rwlock_unlock(&e->tlock);
-    /* Metadata first: without it the directory is not a table any more. */
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/%s", t->dir, TABLE_META);
-    unlink(path);
-    file_fsync_dir(t->dir);
     rc = file_remove_dir(t->dir);
     file_fsync_dir(e->data_dir);
     discard_commitlog(e);
