@@ -1371,3 +1371,26 @@ Test(exec, random_writes_match_model, .timeout = 120) {
     }
 #undef RND
 }
+
+Test(exec, ttl_expiry) {
+    schema_basic();
+    ok("CREATE TABLE tt (k int, c int, v int, PRIMARY KEY (k, c)) WITH default_time_to_live = 1");
+    ok("INSERT INTO t (k, c, v) VALUES (1, 1, 'gone') USING TTL 1");
+    ok("INSERT INTO t (k, c) VALUES (1, 2)");
+    ok("UPDATE t USING TTL 1 SET v = 'cell' WHERE k = 1 AND c = 2");
+    ok("INSERT INTO tt (k, c, v) VALUES (1, 1, 1)");
+    ok("INSERT INTO tt (k, c, v) VALUES (1, 2, 2) USING TTL 0");
+    rows *o = query("SELECT c, v FROM t WHERE k = 1");
+    cr_assert_eq(o->nrows, 2);
+    rows_free(o);
+    usleep(2100 * 1000);
+    o = query("SELECT c, v FROM t WHERE k = 1");
+    cr_assert_eq(o->nrows, 1, "the row written with TTL 1 expired");
+    cr_assert_eq(cell_int(o, 0, 0), 2);
+    cr_assert_eq(o->clen[0][1], -1, "the cell written with TTL 1 expired; the row marker without TTL stays");
+    rows_free(o);
+    o = query("SELECT c FROM tt WHERE k = 1");
+    cr_assert_eq(o->nrows, 1, "default_time_to_live applies unless USING TTL 0");
+    cr_assert_eq(cell_int(o, 0, 0), 2);
+    rows_free(o);
+}
