@@ -140,14 +140,54 @@ int select_filter(exec_req *r, const schema_table *t, int ci, const cql_relation
         out->in = kv.v;
         return 0;
     }
+    case CQL_OP_CONTAINS: case CQL_OP_CONTAINS_KEY: {
+        if (!schema_type_is_collection(&c->type) || (w->op == CQL_OP_CONTAINS_KEY && c->type.id != SCHEMA_T_MAP)) {
+            exec_error(r, CQLE_INVALID, "Cannot use %s on non-%s column %s",
+                       w->op == CQL_OP_CONTAINS ? "CONTAINS" : "CONTAINS KEY",
+                       w->op == CQL_OP_CONTAINS ? "collection" : "map", c->name);
+            return -1;
+        }
+        /* a map's values for CONTAINS, its keys for CONTAINS KEY, the elements otherwise */
+        schema_type et = SCHEMA_TYPE(c->type.id == SCHEMA_T_MAP && w->op == CQL_OP_CONTAINS ? c->type.sub[1] : c->type.sub[0]);
+        if (exec_term_value(r, w->value, &et, c->name, &out->v)) return -1;
+        if (out->v.len < 0) {
+            exec_error(r, CQLE_INVALID, "Invalid null value for %s on %s", w->op == CQL_OP_CONTAINS ? "CONTAINS" : "CONTAINS KEY", c->name);
+            return -1;
+        }
+        return 0;
+    }
     default:
-        exec_error(r, CQLE_INVALID, "Unsupported operator on column %s (CONTAINS, CONTAINS KEY and LIKE are not supported)", c->name);
+        exec_error(r, CQLE_INVALID, "Unsupported operator on column %s (LIKE is not supported)", c->name);
         return -1;
     }
 }
 
+/* Does the serialized collection v hold e (as a key when keys, else as an element/value)? */
+static bool collection_holds(const schema_type *t, const exec_val *v, const exec_val *e, bool keys) {
+    rd r;
+    rd_init(&r, v->data, (size_t)v->len);
+    uint32_t n;
+    if (rd_u32(&r, &n)) return false;
+    bool map = t->id == SCHEMA_T_MAP;
+    schema_type kt = SCHEMA_TYPE(t->sub[0]), vt = SCHEMA_TYPE(t->sub[1]);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl, vl = 0;
+        const uint8_t *kp, *vp = NULL;
+        if (rd_u32(&r, &kl) || (int32_t)kl < 0 || rd_bytes(&r, kl, &kp)) return false;
+        if (map && (rd_u32(&r, &vl) || (int32_t)vl < 0 || rd_bytes(&r, vl, &vp))) return false;
+        if (map && !keys) {
+            if (schema_value_compare(&vt, vp, vl, e->data, (size_t)e->len) == 0) return true;
+        } else if (schema_value_compare(&kt, kp, kl, e->data, (size_t)e->len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool select_filter_match(const schema_table *t, const filt *f, const exec_val *v) {
     const schema_type *ty = &t->cols[f->col].type;
+    if (f->op == CQL_OP_CONTAINS || f->op == CQL_OP_CONTAINS_KEY)
+        return v->len > 0 && collection_holds(ty, v, &f->v, f->op == CQL_OP_CONTAINS_KEY);
     if (f->op == CQL_OP_IN) {
         if (v->len < 0) return false;
         for (uint32_t i = 0; i < f->nin; i++)
