@@ -419,6 +419,8 @@ static void run_model(uint64_t seed, int steps, int32_t gc_grace, bool monotonic
     for (int step = 0; step < steps; step++) {
         char ctx[64];
         snprintf(ctx, sizeof ctx, "seed %llu step %d", (unsigned long long)seed, step);
+        /* Compactions expire TTL cells by the real clock: the model's clock must not lag it. */
+        if (clock_offset == 0 && clock_now_s() > now) now = clock_now_s();
         uint64_t r = rnd();
         int pi = (int)(r % NPK), ri = (int)((r >> 8) % NCK), ci = (int)((r >> 16) % NCOL);
         int op = (int)((r >> 24) % 100);
