@@ -660,6 +660,25 @@ int coord_read(coord *c, const schema_replication *repl, uint64_t table_id, cons
         cb(arg, &err, NULL);
         return 0;
     }
+    coord_rep cs[COORD_MAX_REPLICAS];
+    int nc = pick_contacts(reps, nr, &g, cs);
+    if (nc == 1 && cs[0].local) {
+        /* ONE/LOCAL_ONE on a replica: nothing to compare, no request state. */
+        st_arena a;
+        arena_init(&a);
+        st_partition *p = NULL;
+        int rc = storage_read(c->engine, table_id, pk, pklen, slice, clock_now_s(), &a, &p);
+        if (rc) {
+            coord_set_err(&err, 0x1300, cl, "Operation failed - received 0 responses and 1 failures (%s)",
+                          ilion_strerror(rc));
+            err.blockfor = 1;
+            cb(arg, &err, NULL);
+        } else {
+            cb(arg, NULL, p);
+        }
+        arena_free(&a);
+        return 0;
+    }
     rreq *r = calloc(1, sizeof *r);
     if (!r) return -12;
     r->c = c;
@@ -689,8 +708,7 @@ int coord_read(coord *c, const schema_replication *repl, uint64_t table_id, cons
     }
     r->now_s = clock_now_s();
     arena_init(&r->arena);
-    coord_rep cs[COORD_MAX_REPLICAS];
-    r->nc = pick_contacts(reps, nr, &g, cs);
+    r->nc = nc;
     for (int i = 0; i < r->nc; i++) {
         r->cont[i].r = r;
         r->cont[i].rep = cs[i];
