@@ -75,7 +75,9 @@ bool storage_table_exists(storage_engine *e, uint64_t table_id);
  * log position that must be synced before the write may be acknowledged (always, whatever the
  * mode: in periodic mode it is already "synced enough" and storage_is_synced says so).
  * Fails with ILION_ESYNCFAILED after a commit log sync failure, ILION_ENOTFOUND for an
- * unknown table. */
+ * unknown table, ILION_ECLOSED after a flush/compaction failure under disk_failure_policy
+ * stop, ILION_ETOOBIG when the record cannot fit in a commit log segment. May wait while
+ * memtables exceed memtable_space until a flush frees memory. */
 int storage_apply(storage_engine *e, const st_partition *m, uint64_t *sync_pos);
 
 /* True when pos may be acknowledged under the engine's sync mode. */
