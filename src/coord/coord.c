@@ -559,6 +559,7 @@ struct wreq {
     wtarget *t;
     int refs;                /* outstanding replica answers + the starter */
     bool answered, explicit_failure, timer_on;
+    bool sending;            /* targets not sent yet count as pending */
     int failure;             /* the first error a replica reported */
     uv_timer_t timer;
 };
@@ -630,7 +631,7 @@ static void wreq_check(wreq *w) {
             coord_set_err(&e, 0x0000, w->cl, "coordinator shutting down");
             e.write_type = w->wt;
             wreq_answer(w, &e);
-        } else if (!wreq_possible(w)) {
+        } else if (!w->sending && !wreq_possible(w)) {
             if (w->explicit_failure)
                 coord_set_err(&e, 0x1500, w->cl, "Operation failed - received %d responses and 1 failures (%s)",
                               recv, ilion_strerror(w->failure));
@@ -833,6 +834,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         return -12;
     }
     w->refs = 1;
+    w->sending = true;
     coord_req_link(c, &w->link, wreq_abort);
     for (size_t ti = 0; ti < w->nt; ti++) {
         wtarget *t = &w->t[ti];
@@ -878,6 +880,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         }
     }
     w->refs--;
+    w->sending = false;
     if (!w->answered || w->refs > 0) {
         /* Something is still to come: the timeout runs from now (sends are immediate). */
         uv_timer_init(c->loop, &w->timer);

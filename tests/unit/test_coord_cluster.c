@@ -34,6 +34,7 @@ static uint32_t hint_window_ms; /* 0: the default */
 /* Generous, so that a loaded machine (fsync stalls hit all three nodes at once) does not turn
  * successes into timeouts; the timeout tests set short ones. */
 static uint32_t request_timeout_ms;
+static enum storage_sync_mode sync_mode;
 
 static void run_ms(uint64_t ms) {
     uv_update_time(&loop);
@@ -61,7 +62,7 @@ static void node_start(int i, const char *dc) {
     storage_options_default(&so);
     so.data_dir = d;
     so.commitlog_dir = c;
-    so.sync_mode = STORAGE_SYNC_GROUP;
+    so.sync_mode = sync_mode;
     so.group_window_ms = 2;
     cr_assert_eq(storage_open(&so, &n->eng), 0);
     storage_table_options to;
@@ -138,6 +139,7 @@ static void setup(void) {
     memset(nodes, 0, sizeof nodes);
     hint_window_ms = 0;
     request_timeout_ms = 8000;
+    sync_mode = STORAGE_SYNC_GROUP;
 }
 
 static void teardown(void) {
@@ -243,6 +245,7 @@ static void engine_value(int i, const char *key, char *out, size_t n) {
 /* -------------------------------------------------------------------------- tests --- */
 
 Test(coord_cluster, quorum_with_one_node_down_all_unavailable) {
+    sync_mode = STORAGE_SYNC_PERIODIC; /* the local replica acknowledges at once */
     start_all(NULL);
     schema_replication r3 = simple(3);
     wres w = write_kv(0, &r3, "k1", "v1", 1000, COORD_CL_ALL);
@@ -771,7 +774,7 @@ static void pipe_rdone(void *arg, const coord_error *e, const st_partition *part
     if (strcmp(v, "pv") != 0) p->mismatches++;
 }
 
-Test(coord_cluster, pipelined_quorum_writes_and_reads) {
+static void pipelined(void) {
     start_all(NULL);
     schema_replication r3 = simple(3);
     const int total = 3000, depth = 64;
@@ -820,8 +823,15 @@ Test(coord_cluster, pipelined_quorum_writes_and_reads) {
     }
     cr_log_info("%d QUORUM writes in %.2f s (%.0f/s), %d QUORUM reads in %.2f s (%.0f/s), depth %d",
                 total, wsec, total / wsec, total, rsec, total / rsec, depth);
-    fprintf(stderr, "coord_cluster: %d QUORUM writes %.0f/s, QUORUM reads %.0f/s (depth %d, 3 nodes, one loop)\n",
-            total, total / wsec, total / rsec, depth);
+    fprintf(stderr, "coord_cluster: %d QUORUM writes %.0f/s, QUORUM reads %.0f/s (depth %d, 3 nodes, one loop, %s)\n",
+            total, total / wsec, total / rsec, depth, sync_mode == STORAGE_SYNC_GROUP ? "group commit" : "periodic");
+}
+
+Test(coord_cluster, pipelined_quorum_writes_and_reads) { pipelined(); }
+
+Test(coord_cluster, pipelined_quorum_writes_and_reads_periodic) {
+    sync_mode = STORAGE_SYNC_PERIODIC;
+    pipelined();
 }
 
 /* Hints older than max_hint_window_ms are dropped, not delivered. */
