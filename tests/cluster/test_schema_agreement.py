@@ -9,6 +9,7 @@ node, and the stock Python driver connected to all three completes schema agreem
 - rows written through node 2 are read through node 3 (and the reverse);
 - a DROP TABLE / CREATE TABLE of the same name on another node propagates too, and each
   node's clients get SCHEMA_CHANGE events for changes made elsewhere;
+- a node stopped during a DDL has the new table soon after it restarts;
 - the driver logs no warning at all (schema agreement timeout, invalid peer rows, ...).
 """
 import logging
@@ -121,8 +122,27 @@ def main():
         assert dca.control_connection.wait_for_schema_agreement()
         for d in (dc1, dc2, dc3, dca):
             d.shutdown()
+
         # No warning at all: not about schema agreement, nor about incomplete system.peers rows.
         assert not catcher.msgs, "driver warnings: %r" % catcher.msgs
+
+        # A node that was down during a DDL catches up (pull) when it comes back.
+        c.stop(3)
+        c.wait_until("node 3 DOWN on node 1", lambda: c.status(1)[c.ip(3)]["status"] == "DOWN", 10)
+        # (a driver that may connect to node 3 knows it is down and leaves it out of agreement)
+        dc1, s1 = session_to(c, [c.ip(1), c.ip(2), c.ip(3)])
+        rs = s1.execute("CREATE TABLE agree.late (k int PRIMARY KEY, v int)")
+        assert rs.response_future.is_schema_agreed
+        c.start(3)
+        t_back = time.time()
+        c.wait_until("one schema version after node 3 is back",
+                     lambda: len(set(versions(c).values())) == 1, AGREEMENT_BOUND_S)
+        log("restarted node agreed %.1fs after its start" % (time.time() - t_back))
+        dc3, s3 = session_to(c, [c.ip(3)])
+        s3.execute("INSERT INTO agree.late (k, v) VALUES (1, 2)")
+        assert s1.execute("SELECT v FROM agree.late WHERE k = 1").one().v == 2
+        dc1.shutdown()
+        dc3.shutdown()
     log("PASS test_schema_agreement (2 DDL with agreement in %.2fs)" % took)
 
 
