@@ -83,6 +83,7 @@ start_node() { # sync-mode name
         -e "s#^listen_address:.*#listen_address: $IP#" \
         -e "s#^rpc_address:.*#rpc_address: $IP#" \
         -e "s#- seeds:.*#- seeds: \"$IP\"#" \
+        -e "s#^cluster_name:.*#cluster_name: 'ilion-bench'#" \
         -e "s#^commitlog_sync:.*#commitlog_sync: $1#" \
         "$ROOT/cassandra.yaml.sample" >"$dir/cassandra.yaml"
     "$NODE" --config "$dir/cassandra.yaml" >"$dir/node.log" 2>&1 &
