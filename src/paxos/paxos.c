@@ -981,9 +981,11 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
             if (op->rej) retry(op, true);
             else op_timeout(op, op->ok, need, false);
         } else if (phase == PH_PROPOSE) {
-            /* A value accepted by some may still be chosen later: unknown outcome. */
-            if (op->reproposing || op->empty || (op->ok == 0 && op->timeouts == 0 && op->rej > 0)) retry(op, true);
-            else op_timeout(op, op->ok, need, false);
+            /* A value accepted by some may still be chosen later: unknown outcome. Our own
+             * value is retried only once every replica refused it (a refusal is final). */
+            if (op->reproposing || op->empty) retry(op, true);
+            else if (op->ok > 0 || op->timeouts > 0 || op->fail > 0) op_timeout(op, op->ok, need, false);
+            else if (answered == op->expected) retry(op, true);
         } else {
             op_timeout(op, op->ok, need, !op->reproposing);
         }
