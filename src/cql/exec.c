@@ -19,6 +19,7 @@ int cql_executor_create(const cql_executor_options *o, cql_executor **out) {
     if (!x) return -12;
     x->loop = o->loop;
     x->coord = o->coord;
+    x->paxos = o->paxos;
     x->engine = o->engine;
     x->cluster = o->cluster;
     copy_str(x->cluster_name, sizeof x->cluster_name, o->cluster_name ? o->cluster_name : "Test Cluster");

@@ -40,6 +40,7 @@ struct cql_executor {
     coord *coord;
     storage_engine *engine;
     struct cluster *cluster;
+    struct paxos *paxos;         /* NULL: conditional statements read-then-write on the loop */
     schema_catalog *cat;
     prepared_cache *prepared;
     char cluster_name[128];

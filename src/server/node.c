@@ -19,6 +19,7 @@
 #include "ilion/cql/exec.h"
 #include "ilion/cql/frame.h"
 #include "ilion/cql/server.h"
+#include "ilion/paxos/paxos.h"
 #include "ilion/storage/engine.h"
 #include "ilion/util/err.h"
 #include "ilion/util/log.h"
@@ -174,6 +175,7 @@ typedef struct node {
     uv_signal_t sigterm, sigint;
     storage_engine *engine;
     coord *coord;
+    paxos *paxos;
     cql_executor *exec;
     cql_server *server;
     node_cluster *nc;
@@ -188,6 +190,8 @@ static void node_finish(node *n) {
     node_cluster_detach(n->nc);
     if (n->exec) cql_executor_destroy(n->exec);
     n->exec = NULL;
+    if (n->paxos) paxos_destroy(n->paxos);
+    n->paxos = NULL;
     if (n->coord) coord_destroy(n->coord);
     n->coord = NULL;
     node_cluster_destroy(n->nc);
@@ -286,10 +290,20 @@ int node_run(const server_config *c, const char *config_dir) {
         LOG_ERROR("node", "cannot create the coordinator: %s", ilion_strerror(r));
         goto fail;
     }
+    paxos_options po;
+    paxos_options_default(&po);
+    po.data_dir = so.data_dir;   /* state in <data_dir>/paxos/ */
+    if (c->cas_contention_timeout_in_ms) po.cas_contention_timeout_ms = c->cas_contention_timeout_in_ms;
+    po.request_timeout_ms = c->write_request_timeout_in_ms;
+    if ((r = paxos_create(&n->loop, n->engine, node_cluster_get(n->nc), &po, &n->paxos))) {
+        LOG_ERROR("node", "cannot open the paxos state: %s", ilion_strerror(r));
+        goto fail;
+    }
     cql_executor_options xo;
     memset(&xo, 0, sizeof xo);
     xo.loop = &n->loop;
     xo.coord = n->coord;
+    xo.paxos = n->paxos;
     xo.engine = n->engine;
     xo.cluster = node_cluster_get(n->nc);
     xo.cluster_name = c->cluster_name;
@@ -375,6 +389,7 @@ fail:
     n->admin = NULL;
     node_cluster_detach(n->nc);
     if (n->exec) cql_executor_destroy(n->exec);
+    if (n->paxos) paxos_destroy(n->paxos);
     if (n->coord) coord_destroy(n->coord);
     node_cluster_destroy(n->nc);
     n->nc = NULL;

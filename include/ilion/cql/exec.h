@@ -75,6 +75,7 @@ struct uv_loop_s;
 struct coord;
 struct storage_engine;
 struct cluster;
+struct paxos;
 
 /* What the executor needs to know about the node (system.local is served from it). */
 typedef struct cql_executor_options {
@@ -82,6 +83,7 @@ typedef struct cql_executor_options {
     struct coord *coord;
     struct storage_engine *engine;       /* schema and system tables live here */
     struct cluster *cluster;             /* NULL on a single node */
+    struct paxos *paxos;                 /* LWT through Paxos; NULL: read-then-write on the loop */
     const char *cluster_name;
     const char *listen_address;          /* dotted IPv4 or IPv6 text */
     const char *rpc_address;
