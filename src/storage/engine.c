@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ilion/storage/blockcache.h"
 #include "ilion/storage/commitlog.h"
 #include "ilion/storage/memtable.h"
 #include "ilion/storage/sstable.h"
@@ -41,6 +42,7 @@ void storage_options_default(storage_options *o) {
     o->disk_failure_policy = STORAGE_POLICY_STOP;
     o->flush_threads = 1;
     o->compaction_threads = 1;
+    o->block_cache_bytes = 256ull << 20;
 }
 
 void storage_table_options_default(storage_table_options *o) {
@@ -98,6 +100,7 @@ typedef struct flush_job {
 
 struct storage_engine {
     storage_options opt;
+    sst_block_cache *bcache;   /* NULL when block_cache_bytes is 0 */
     char data_dir[PATH_MAX];
     char cl_dir[PATH_MAX];
     commitlog *cl;
@@ -301,6 +304,7 @@ static int table_load(table *t, uint64_t start_pos) {
     for (uint32_t i = 0; rc == 0 && i < ngens; i++) {
         rc = sstable_open(t->dir, gens[i], &ssts[nopen]);
         if (rc == 0) {
+            sstable_set_block_cache(ssts[nopen], t->e->bcache);
             nopen++;
         } else if ((rc == ILION_ECORRUPT || rc == ILION_ECHECKSUM || rc == ILION_EFORMAT ||
                     rc == ILION_ETRUNCATED) &&
@@ -499,7 +503,9 @@ static int write_memtable(table *t, memtable *m, uint64_t freeze_pos, sstable **
     }
     rc = sst_writer_finish(w, freeze_pos, NULL, 0);
     if (rc) return rc;
-    return sstable_open(t->dir, gen, out);
+    rc = sstable_open(t->dir, gen, out);
+    if (rc == 0) sstable_set_block_cache(*out, t->e->bcache);
+    return rc;
 }
 
 static void run_flush(storage_engine *e, flush_job *job) {
@@ -818,6 +824,7 @@ static int run_compaction(table *t, sstable **inputs, uint32_t nin) {
     sstable *out = NULL;
     rc = sstable_open(t->dir, gen, &out);
     if (rc) return rc;
+    sstable_set_block_cache(out, t->e->bcache);
     bool installed = false;
     pthread_mutex_lock(&t->vlock);
     if (t->epoch == epoch && !atomic_load(&t->dropped)) {
@@ -999,6 +1006,7 @@ static void engine_free(storage_engine *e) {
     }
     free(e->threads);
     free(e->cq);
+    sst_block_cache_unref(e->bcache);
     pthread_rwlock_destroy(&e->tlock);
     pthread_mutex_destroy(&e->bg_lock);
     pthread_mutex_destroy(&e->trigger_lock);
@@ -1022,6 +1030,10 @@ int storage_open(const storage_options *o, storage_engine **out) {
     storage_engine *e = calloc(1, sizeof *e);
     if (!e) return -ENOMEM;
     e->opt = *o;
+    if (o->block_cache_bytes && sst_block_cache_new(o->block_cache_bytes, &e->bcache) != 0) {
+        free(e);
+        return -ENOMEM;
+    }
     snprintf(e->data_dir, sizeof e->data_dir, "%s", o->data_dir ? o->data_dir : "data");
     snprintf(e->cl_dir, sizeof e->cl_dir, "%s", o->commitlog_dir ? o->commitlog_dir : "commitlog");
     e->opt.data_dir = e->data_dir;

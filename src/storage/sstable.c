@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ilion/storage/blockcache.h"
 #include "ilion/util/bloom.h"
 #include "ilion/util/crc32c.h"
 #include "ilion/util/err.h"
@@ -413,6 +414,8 @@ struct sstable {
     uint32_t nblocks;
     bloom filter;
     sst_stats st;
+    sst_block_cache *cache;    /* verified plain blocks for point reads; NULL: none */
+    uint64_t cache_id;
 };
 
 static int sst_fail(const sstable *s, int err, uint64_t off, const char *what) {
@@ -446,6 +449,11 @@ static int read_section(sstable *s, const uint8_t *toc, uint64_t limit, uint8_t 
 }
 
 static void sstable_free(sstable *s) {
+    if (s->cache) {
+        /* A deleted file's blocks can never be read again: give their bytes back now. */
+        if (atomic_load(&s->obsolete)) sst_block_cache_erase_file(s->cache, s->cache_id);
+        sst_block_cache_unref(s->cache);
+    }
     if (s->fd >= 0) close(s->fd);
     free(s->index_raw);
     free(s->idx);
@@ -572,6 +580,13 @@ void sstable_unref(sstable *s) {
 }
 
 void sstable_mark_obsolete(sstable *s) { atomic_store(&s->obsolete, true); }
+
+void sstable_set_block_cache(sstable *s, sst_block_cache *c) {
+    if (s->cache || !c) return;
+    sst_block_cache_ref(c);
+    s->cache = c;
+    s->cache_id = sst_block_cache_new_file_id();
+}
 uint64_t sstable_generation(const sstable *s) { return s->gen; }
 const sst_stats *sstable_stats(const sstable *s) { return &s->st; }
 uint64_t sstable_file_bytes(const sstable *s) { return s->file_bytes; }
@@ -628,6 +643,31 @@ static int read_block(sstable *s, uint32_t bi, scratch *sc) {
         return sst_fail(s, ILION_ECORRUPT, e->off, "unknown block compression");
     }
     sc->plain.len = plain;
+    return 0;
+}
+
+/* Block bi's verified plain bytes, from the cache when it holds them, else read (and then
+ * cached). *held (maybe NULL) must be released once the bytes are no longer used. */
+static int fetch_block(sstable *s, uint32_t bi, scratch *sc, const sst_cached_block **held,
+                       const uint8_t **data, uint32_t *len) {
+    *held = NULL;
+    if (s->cache) {
+        const sst_cached_block *cb = sst_block_cache_lookup(s->cache, s->cache_id, bi);
+        if (cb) {
+            *held = cb;
+            *data = cb->data;
+            *len = cb->len;
+            return 0;
+        }
+    }
+    int rc = read_block(s, bi, sc);
+    if (rc) return rc;
+    /* Only after read_block verified the CRC (and the block decompressed) may it be cached. */
+    if (s->cache)
+        sst_block_cache_release(sst_block_cache_insert(s->cache, s->cache_id, bi, sc->plain.data,
+                                                       (uint32_t)sc->plain.len));
+    *data = sc->plain.data;
+    *len = (uint32_t)sc->plain.len;
     return 0;
 }
 
@@ -696,20 +736,23 @@ static int chunk_rows(st_arena *a, const chunk *c, const storage_slice *slice, s
     return 0;
 }
 
-/* Copies keys and values of p (arrays already in a) into a, so p no longer points at the block. */
-static int relocate(st_arena *a, st_partition *p) {
-    const uint8_t *k = arena_dup(a, p->pk, p->pklen);
-    if (!k && p->pklen) return -ENOMEM;
-    p->pk = k ? k : (const uint8_t *)"";
+/* Copies the key (when copy_pk) and the clustering keys and values of rows [from, nrows) of p
+ * (arrays already in a) into a, so p no longer points at the block. */
+static int relocate_from(st_arena *a, st_partition *p, uint32_t from, bool copy_pk) {
+    if (copy_pk) {
+        const uint8_t *k = arena_dup(a, p->pk, p->pklen);
+        if (!k && p->pklen) return -ENOMEM;
+        p->pk = k ? k : (const uint8_t *)"";
+    }
     size_t total = 0;
-    for (uint32_t i = 0; i < p->nrows; i++) {
+    for (uint32_t i = from; i < p->nrows; i++) {
         st_row *r = &p->rows[i];
         total += r->cklen;
         for (uint32_t j = 0; j < r->ncells; j++) total += r->cells[j].len;
     }
     uint8_t *mem = total ? arena_alloc(a, total) : NULL;
     if (total && !mem) return -ENOMEM;
-    for (uint32_t i = 0; i < p->nrows; i++) {
+    for (uint32_t i = from; i < p->nrows; i++) {
         st_row *r = &p->rows[i];
         if (r->cklen) {
             memcpy(mem, r->ck, r->cklen);
@@ -730,6 +773,8 @@ static int relocate(st_arena *a, st_partition *p) {
     }
     return 0;
 }
+
+static int relocate(st_arena *a, st_partition *p) { return relocate_from(a, p, 0, true); }
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -793,24 +838,34 @@ int sstable_get(sstable *s, int64_t token, const uint8_t *pk, uint32_t pklen,
             bi++;
     }
     st_partition *p = NULL;
+    uint32_t moved = 0;        /* rows of p already copied out of their block */
+    int rc = 0;
     for (uint32_t b = (uint32_t)bi; b < s->nblocks; b++) {
         if (b > (uint32_t)bi && !is_cont_of(&s->idx[b], token, pk, pklen)) break;
         if (b > (uint32_t)bi && slice && slice->end) {
             int c = st_ck_compare(s->idx[b].ck, s->idx[b].cklen, slice->end, slice->end_len);
             if (c > 0 || (c == 0 && !slice->end_incl)) break;
         }
-        int rc = read_block(s, b, sc);
+        const sst_cached_block *held;
+        const uint8_t *bdata;
+        uint32_t blen;
+        rc = fetch_block(s, b, sc, &held, &bdata, &blen);
         if (rc) return rc;
         rd r;
-        rd_init(&r, sc->plain.data, sc->plain.len);
+        rd_init(&r, bdata, blen);
         bool done = false;
         while (rd_left(&r)) {
             chunk c;
-            if (parse_chunk(&r, &c))
-                return sst_fail(s, ILION_ECORRUPT, s->idx[b].off, "malformed chunk in data block");
+            if (parse_chunk(&r, &c)) {
+                rc = sst_fail(s, ILION_ECORRUPT, s->idx[b].off, "malformed chunk in data block");
+                break;
+            }
             int cmp = st_key_compare(c.token, c.pk, c.pklen, token, pk, pklen);
             if (cmp < 0) {
-                if (p) return sst_fail(s, ILION_ECORRUPT, s->idx[b].off, "chunk out of order");
+                if (p) {
+                    rc = sst_fail(s, ILION_ECORRUPT, s->idx[b].off, "chunk out of order");
+                    break;
+                }
                 continue;
             }
             if (cmp > 0) {
@@ -819,30 +874,35 @@ int sstable_get(sstable *s, int64_t token, const uint8_t *pk, uint32_t pklen,
             }
             if (!p) {
                 p = arena_alloc(a, sizeof *p);
-                if (!p) return -ENOMEM;
+                const uint8_t *k = p ? arena_dup(a, c.pk, c.pklen) : NULL;
+                if (!p || (!k && c.pklen)) {
+                    rc = -ENOMEM;
+                    break;
+                }
                 memset(p, 0, sizeof *p);
                 p->table_id = s->st.table_id;
                 p->token = c.token;
-                p->pk = c.pk;
+                p->pk = k ? k : (const uint8_t *)"";
                 p->pklen = c.pklen;
                 p->del = c.del;
             }
             rc = chunk_rows(a, &c, slice, p);
-            if (rc) return sst_fail(s, rc, s->idx[b].off,
-                                    "malformed rows in data block");
+            if (rc) {
+                rc = sst_fail(s, rc, s->idx[b].off, "malformed rows in data block");
+                break;
+            }
         }
-        if (done || !p) break;
-        /* The partition ended this block: continue only into a continuation block. */
-        if (p) {
-            rc = relocate(a, p);
-            if (rc) return rc;
+        /* Rows point into the block, which is released (or overwritten) next. */
+        if (!rc && p) {
+            rc = relocate_from(a, p, moved, false);
+            moved = p->nrows;
         }
-    }
-    if (p) {
-        int rc = relocate(a, p);
+        sst_block_cache_release(held);
         if (rc) return rc;
-        p->rows_cap = 0;
+        /* The partition ended this block: continue only into a continuation block. */
+        if (done || !p) break;
     }
+    if (p) p->rows_cap = 0;
     *out = p;
     return 0;
 }

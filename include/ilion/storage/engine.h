@@ -39,6 +39,9 @@ typedef struct storage_options {
     enum storage_failure_policy disk_failure_policy;   /* default stop */
     uint32_t flush_threads;            /* default 1 */
     uint32_t compaction_threads;       /* default 1 */
+    /* Bytes of decompressed, checksum-verified SSTable blocks kept for point reads, shared by
+     * all tables; default 256 MiB, 0 disables (cassandra.yaml file_cache_size_in_mb). */
+    uint64_t block_cache_bytes;
 } storage_options;
 
 /* Fills in the defaults listed above. */

@@ -68,6 +68,11 @@ void sstable_ref(sstable *s);
 /* The last unref closes the file, and unlinks it when sstable_mark_obsolete was called. */
 void sstable_unref(sstable *s);
 void sstable_mark_obsolete(sstable *s);
+/* Point reads (sstable_get) of s keep the blocks they verified and decompressed in cache c
+ * and look there first; iterators (scans, compaction) bypass it. Call once, before s is
+ * shared with other threads; s holds a reference on c. NULL or a second call: no effect. */
+struct sst_block_cache;
+void sstable_set_block_cache(sstable *s, struct sst_block_cache *c);
 
 uint64_t sstable_generation(const sstable *s);
 const sst_stats *sstable_stats(const sstable *s);
