@@ -60,6 +60,11 @@ void cql_executor_destroy(cql_executor *x) {
     if (x->sync) cql_schema_sync_detach(x->sync);
     schema_catalog_free(x->cat);
     prepared_cache_free(x->prepared);
+    while (x->req_pool) {
+        exec_req *r = x->req_pool;
+        x->req_pool = r->pool_next;
+        free(r);
+    }
     free(x->tokens);
     free(x);
 }
@@ -86,16 +91,41 @@ cql_session *cql_session_new(cql_executor *x) {
 
 void cql_session_free(cql_session *s) { free(s); }
 
+/* Requests kept for reuse: enough for the requests a loop iteration finishes, bounded so an
+ * idle node does not hold much (each is sizeof(exec_req) + EXEC_REQ_INLINE bytes). */
+#define EXEC_REQ_POOL_MAX 512
+
+void exec_req_free(exec_req *r) {
+    cql_executor *x = r->x;
+    prepared_unref(r->prep);
+    for (uint16_t i = 0; i < r->npreps; i++) prepared_unref(r->preps[i]);
+    arena_free(&r->arena);
+    if (x->req_pool_n < EXEC_REQ_POOL_MAX) {
+        r->pool_next = x->req_pool;
+        x->req_pool = r;
+        x->req_pool_n++;
+    } else {
+        free(r);
+    }
+}
+
 static exec_req *req_new(cql_executor *x, cql_session *s, cql_done_cb cb, void *arg,
                          const cql_query_params *p) {
-    exec_req *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    exec_req *r = x->req_pool;
+    if (r) {
+        x->req_pool = r->pool_next;
+        x->req_pool_n--;
+    } else {
+        r = malloc(sizeof *r + EXEC_REQ_INLINE);
+        if (!r) return NULL;
+    }
+    memset(r, 0, sizeof *r);
     r->x = x;
     r->s = s;
     r->conn = s;
     r->cb = cb;
     r->arg = arg;
-    arena_init(&r->arena);
+    arena_init_buf(&r->arena, r + 1, EXEC_REQ_INLINE);
     if (p) {
         r->params = *p;
         r->values = p->values;
@@ -343,9 +373,8 @@ int cql_exec_execute(cql_executor *x, cql_session *s, const uint8_t *id, size_t 
     if (!x || !id || !cb) return ILION_EINVALID;
     exec_req *r = req_new(x, s, cb, arg, p);
     if (!r) return -12;
-    const char *ks, *q;
-    size_t len;
-    if (!prepared_get(x->prepared, id, idlen, &ks, &q, &len)) {
+    prepared_stmt *e = prepared_find(x->prepared, id, idlen);
+    if (!e) {
         buf b;
         buf_init(&b);
         char hex[40] = "";
@@ -357,28 +386,20 @@ int cql_exec_execute(cql_executor *x, cql_session *s, const uint8_t *id, size_t 
         exec_reply_error_buf(r, &b);
         return 0;
     }
+    /* Held until the reply: the tree and the session below live in the entry, and a DROP or
+     * an eviction meanwhile must not free them under an asynchronous step. */
+    prepared_ref(e);
+    r->prep = e;
     /* The statement resolves names against the keyspace it was prepared in. */
-    cql_session tmp;
-    tmp.x = x;
-    snprintf(tmp.ks, sizeof tmp.ks, "%s", ks);
-    char *qcopy = arena_dup(&r->arena, q, len);
-    if (!qcopy) {
-        exec_error(r, CQLE_SERVER, "out of memory");
-        return 0;
-    }
-    r->s = &tmp;
+    r->s = prepared_session(e, x);
     r->is_prepared_exec = true;
-    cql_stmt *st = parse(r, qcopy, len);
-    if (!st) return 0;
-    /* The session pointer must stay valid for async completions: keep the prepared keyspace in
-     * the arena. */
-    cql_session *ps = arena_alloc(&r->arena, sizeof *ps);
-    if (!ps) {
-        exec_error(r, CQLE_SERVER, "out of memory");
-        return 0;
+    cql_stmt *st = prepared_parsed(e);
+    if (!st) {
+        size_t len;
+        const char *q = prepared_query(e, &len);
+        st = parse(r, q, len);
+        if (!st) return 0;
     }
-    *ps = tmp;
-    r->s = ps;
     exec_stmt(r, st);
     return 0;
 }
@@ -397,7 +418,8 @@ int cql_exec_batch(cql_executor *x, cql_session *s, const cql_batch *b, cql_done
     cql_stmt **stmts = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *stmts);
     const cql_value **vals = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *vals);
     uint16_t *nvals = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *nvals);
-    if (!stmts || !vals || !nvals) {
+    r->preps = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *r->preps);
+    if (!stmts || !vals || !nvals || !r->preps) {
         exec_error(r, CQLE_SERVER, "out of memory");
         return 0;
     }
@@ -405,9 +427,10 @@ int cql_exec_batch(cql_executor *x, cql_session *s, const cql_batch *b, cql_done
         const cql_batch_entry *e = &b->entries[i];
         const char *q = (const char *)e->query_or_id;
         size_t len = e->len;
+        cql_stmt *st = NULL;
         if (e->prepared) {
-            const char *ks;
-            if (!prepared_get(x->prepared, e->query_or_id, e->len, &ks, &q, &len)) {
+            prepared_stmt *pe = prepared_find(x->prepared, e->query_or_id, e->len);
+            if (!pe) {
                 buf eb;
                 buf_init(&eb);
                 cqlw_error(&eb, CQLE_UNPREPARED, "Prepared statement in BATCH not found; prepare it again");
@@ -415,14 +438,13 @@ int cql_exec_batch(cql_executor *x, cql_session *s, const cql_batch *b, cql_done
                 exec_reply_error_buf(r, &eb);
                 return 0;
             }
-            char *qc = arena_dup(&r->arena, q, len);
-            if (!qc) {
-                exec_error(r, CQLE_SERVER, "out of memory");
-                return 0;
-            }
-            q = qc;
+            /* Held until the reply (the batch runs the shared tree). */
+            prepared_ref(pe);
+            r->preps[r->npreps++] = pe;
+            st = prepared_parsed(pe);
+            if (!st) q = prepared_query(pe, &len);
         }
-        cql_stmt *st = parse(r, q, len);
+        if (!st) st = parse(r, q, len);
         if (!st) return 0;
         if (st->kind != CQL_STMT_INSERT && st->kind != CQL_STMT_UPDATE && st->kind != CQL_STMT_DELETE) {
             exec_error(r, CQLE_INVALID, "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH (entry %u is %s)",

@@ -33,6 +33,7 @@
 #define EXEC_FIRST_USER_TABLE_ID 0x100u
 
 typedef struct prepared_cache prepared_cache;
+typedef struct prepared_stmt prepared_stmt;
 struct cql_schema_sync;
 
 struct cql_executor {
@@ -57,6 +58,8 @@ struct cql_executor {
     uint64_t schema_gen;         /* bumped by every catalog change */
     int32_t generation;          /* start time, system.local gossip_generation */
     struct cql_schema_sync *sync; /* schema propagation (schema_sync.c); NULL on one node */
+    struct exec_req *req_pool;   /* finished requests kept for reuse (exec_req_free) */
+    uint32_t req_pool_n;
 };
 
 struct cql_session {
@@ -64,7 +67,10 @@ struct cql_session {
     char ks[SCHEMA_NAME_MAX];
 };
 
-/* One request in flight: owns its arena (parse tree, values) and answers through cb. */
+/* One request in flight: owns its arena (parse tree, values) and answers through cb. The
+ * arena starts on EXEC_REQ_INLINE bytes allocated with the request, so a typical statement
+ * needs no further malloc; finished requests are pooled by the executor. */
+#define EXEC_REQ_INLINE 3072
 typedef struct exec_req {
     cql_executor *x;
     cql_session *s;              /* keyspace names resolve against (EXECUTE: the prepared one) */
@@ -80,7 +86,14 @@ typedef struct exec_req {
     uint16_t cl;
     uint64_t schema_gen;         /* catalog generation the request's pointers belong to */
     void *state;                 /* statement-specific continuation state */
+    prepared_stmt *prep;         /* EXECUTE: the cached statement, held until the reply */
+    prepared_stmt **preps;       /* BATCH: held cached statements (arena array) */
+    uint16_t npreps;
+    struct exec_req *pool_next;  /* in x->req_pool */
 } exec_req;
+
+/* Releases a finished request (its arena and held prepared statements) to the pool. */
+void exec_req_free(exec_req *r);
 
 /* After an asynchronous step: the table a request works on, looked up again by id when the
  * catalog changed meanwhile (a concurrent DDL, or one learnt from a peer, may have freed the
@@ -220,6 +233,17 @@ void prepared_clear(prepared_cache *c);
 /* Looks up; *q points into the cache (valid until the next put). */
 bool prepared_get(prepared_cache *c, const uint8_t *id, size_t idlen, const char **ks,
                   const char **q, size_t *len);
+/* Looks up an entry, or NULL. Borrowed: valid until the next put or clear, or for as long as
+ * the caller holds a reference (prepared_ref, released with prepared_unref). */
+prepared_stmt *prepared_find(prepared_cache *c, const uint8_t *id, size_t idlen);
+void prepared_ref(prepared_stmt *e);
+void prepared_unref(prepared_stmt *e);       /* NULL is a no-op */
+const char *prepared_query(const prepared_stmt *e, size_t *len);
+/* The session (keyspace it was prepared in) names resolve against; lives in the entry. */
+cql_session *prepared_session(prepared_stmt *e, cql_executor *x);
+/* The parsed statement, shared by every request running it: read-only. NULL when the cache
+ * could not parse it (out of memory): parse prepared_query instead. */
+cql_stmt *prepared_parsed(prepared_stmt *e);
 
 /* --- paging state (stmt_select.c) ----------------------------------------------------- */
 typedef struct page_pos {

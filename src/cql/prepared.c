@@ -1,7 +1,10 @@
-/* The prepared statement cache: id (MD5 of keyspace + query) → query text and keyspace. The
- * statement is parsed again at EXECUTE, so a cached entry never holds pointers into a schema
- * that may have changed. Bounded: past PREPARED_MAX entries the oldest are evicted, and an
- * EXECUTE of an evicted id gets Unprepared, which drivers answer by preparing again. */
+/* The prepared statement cache: id (MD5 of keyspace + query) → query text, keyspace and the
+ * parsed statement. EXECUTE runs the cached syntax tree instead of parsing the text again; the
+ * tree holds no pointers into the schema (names are resolved at every execution), so a schema
+ * change never leaves it dangling. Entries are reference counted: a request holds its entry
+ * while it runs, so eviction or prepared_clear (after a DROP) never frees a tree in use.
+ * Bounded: past PREPARED_MAX entries the oldest are evicted, and an EXECUTE of an evicted id
+ * gets Unprepared, which drivers answer by preparing again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,31 +15,54 @@
 #define PREPARED_BUCKETS 4096
 #define PREPARED_MAX 20000
 
-typedef struct prep_entry {
-    struct prep_entry *next;         /* bucket chain */
-    struct prep_entry *older, *newer; /* age list */
+struct prepared_stmt {
+    struct prepared_stmt *next;          /* bucket chain */
+    struct prepared_stmt *older, *newer; /* age list */
+    int refs;                            /* the cache's own (while cached) + requests' */
+    bool cached;
     uint8_t id[16];
-    char ks[SCHEMA_NAME_MAX];
+    cql_session sess;                    /* the keyspace names resolve against */
+    st_arena arena;                      /* the parsed tree */
+    cql_stmt *st;                        /* NULL if the text did not parse (then EXECUTE parses) */
     size_t len;
     char q[];
-} prep_entry;
+};
 
 struct prepared_cache {
-    prep_entry *buckets[PREPARED_BUCKETS];
-    prep_entry *oldest, *newest;
+    prepared_stmt *buckets[PREPARED_BUCKETS];
+    prepared_stmt *oldest, *newest;
     size_t n;
 };
 
 prepared_cache *prepared_cache_new(void) { return calloc(1, sizeof(prepared_cache)); }
 
-void prepared_cache_free(prepared_cache *c) {
-    if (!c) return;
-    prep_entry *e = c->oldest;
+static void entry_free(prepared_stmt *e) {
+    arena_free(&e->arena);
+    free(e);
+}
+
+void prepared_ref(prepared_stmt *e) { e->refs++; }
+
+void prepared_unref(prepared_stmt *e) {
+    if (e && --e->refs == 0) entry_free(e);
+}
+
+/* Drops the cache's reference to every entry; entries held by requests live on, uncached. */
+static void drop_all(prepared_cache *c) {
+    prepared_stmt *e = c->oldest;
     while (e) {
-        prep_entry *n = e->newer;
-        free(e);
+        prepared_stmt *n = e->newer;
+        e->cached = false;
+        e->next = e->older = e->newer = NULL;
+        prepared_unref(e);
         e = n;
     }
+    memset(c, 0, sizeof *c);
+}
+
+void prepared_cache_free(prepared_cache *c) {
+    if (!c) return;
+    drop_all(c);
     free(c);
 }
 
@@ -53,65 +79,82 @@ static size_t bucket(const uint8_t *id) {
     return (size_t)(((uint32_t)id[0] << 8 | id[1]) % PREPARED_BUCKETS);
 }
 
-static void unlink_entry(prepared_cache *c, prep_entry *e) {
-    prep_entry **pp = &c->buckets[bucket(e->id)];
+static void unlink_entry(prepared_cache *c, prepared_stmt *e) {
+    prepared_stmt **pp = &c->buckets[bucket(e->id)];
     while (*pp && *pp != e) pp = &(*pp)->next;
     if (*pp) *pp = e->next;
     if (e->older) e->older->newer = e->newer;
     else c->oldest = e->newer;
     if (e->newer) e->newer->older = e->older;
     else c->newest = e->older;
+    e->next = e->older = e->newer = NULL;
+    e->cached = false;
     c->n--;
 }
 
 int prepared_put(prepared_cache *c, const uint8_t id[16], const char *ks, const char *q,
                  size_t len) {
-    const char *k2, *q2;
-    size_t l2;
-    if (prepared_get(c, id, 16, &k2, &q2, &l2)) return 0;
-    prep_entry *e = malloc(sizeof *e + len + 1);
+    if (prepared_find(c, id, 16)) return 0;
+    prepared_stmt *e = malloc(sizeof *e + len + 1);
     if (!e) return -12;
+    memset(e, 0, sizeof *e);
     memcpy(e->id, id, 16);
-    snprintf(e->ks, sizeof e->ks, "%s", ks ? ks : "");
+    snprintf(e->sess.ks, sizeof e->sess.ks, "%s", ks ? ks : "");
     e->len = len;
     memcpy(e->q, q, len);
     e->q[len] = 0;
+    arena_init(&e->arena);
+    /* The caller parsed this text already; a failure here (out of memory) only costs the
+     * EXECUTEs a parse of their own. */
+    if (cql_parse(e->q, len, &e->arena, &e->st, NULL) != 0) {
+        arena_free(&e->arena);
+        e->st = NULL;
+    }
+    e->refs = 1;
+    e->cached = true;
     size_t b = bucket(id);
     e->next = c->buckets[b];
     c->buckets[b] = e;
-    e->newer = NULL;
     e->older = c->newest;
     if (c->newest) c->newest->newer = e;
     else c->oldest = e;
     c->newest = e;
     c->n++;
     while (c->n > PREPARED_MAX) {
-        prep_entry *o = c->oldest;
+        prepared_stmt *o = c->oldest;
         unlink_entry(c, o);
-        free(o);
+        prepared_unref(o);
     }
     return 0;
 }
 
-bool prepared_get(prepared_cache *c, const uint8_t *id, size_t idlen, const char **ks,
-                  const char **q, size_t *len) {
-    if (idlen != 16) return false;
-    for (prep_entry *e = c->buckets[bucket(id)]; e; e = e->next)
-        if (memcmp(e->id, id, 16) == 0) {
-            *ks = e->ks;
-            *q = e->q;
-            *len = e->len;
-            return true;
-        }
-    return false;
+prepared_stmt *prepared_find(prepared_cache *c, const uint8_t *id, size_t idlen) {
+    if (idlen != 16) return NULL;
+    for (prepared_stmt *e = c->buckets[bucket(id)]; e; e = e->next)
+        if (memcmp(e->id, id, 16) == 0) return e;
+    return NULL;
 }
 
-void prepared_clear(prepared_cache *c) {
-    prep_entry *e = c->oldest;
-    while (e) {
-        prep_entry *n = e->newer;
-        free(e);
-        e = n;
-    }
-    memset(c, 0, sizeof *c);
+bool prepared_get(prepared_cache *c, const uint8_t *id, size_t idlen, const char **ks,
+                  const char **q, size_t *len) {
+    prepared_stmt *e = prepared_find(c, id, idlen);
+    if (!e) return false;
+    *ks = e->sess.ks;
+    *q = e->q;
+    *len = e->len;
+    return true;
 }
+
+const char *prepared_query(const prepared_stmt *e, size_t *len) {
+    *len = e->len;
+    return e->q;
+}
+
+cql_session *prepared_session(prepared_stmt *e, cql_executor *x) {
+    e->sess.x = x;
+    return &e->sess;
+}
+
+cql_stmt *prepared_parsed(prepared_stmt *e) { return e->st; }
+
+void prepared_clear(prepared_cache *c) { drop_all(c); }

@@ -10,8 +10,7 @@
 void exec_reply(exec_req *r, cql_response *resp) {
     cql_done_cb cb = r->cb;
     void *arg = r->arg;
-    arena_free(&r->arena);
-    free(r);
+    exec_req_free(r);
     cb(arg, resp);
 }
 

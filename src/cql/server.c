@@ -71,7 +71,8 @@ typedef struct req {
     conn *c;
     int16_t stream;
     uint8_t opcode;
-    st_arena arena;
+    st_arena arena;               /* starts on amem: decoding a small request costs no malloc */
+    uint64_t amem[48];
     uint8_t *zbody;               /* decompressed body, when the frame was compressed */
     size_t len;
     uint8_t body[];               /* the frame body as received */
@@ -444,7 +445,7 @@ static void handle_frame(conn *c, const cqlf_header *h, const uint8_t *body) {
         r->stream = h->stream;
         r->opcode = h->opcode;
         r->len = len;
-        arena_init(&r->arena);
+        arena_init_buf(&r->arena, r->amem, sizeof r->amem);
         z = NULL;   /* owned by r now */
         const uint8_t *rb = r->zbody ? r->zbody : r->body;
         dispatch(c, r, rb + off, len - off);

@@ -546,7 +546,8 @@ static void use_keyspace(exec_req *r, const cql_str *ks) {
         exec_error(r, CQLE_INVALID, "Keyspace '%s' does not exist", name);
         return;
     }
-    if (r->s) snprintf(r->s->ks, sizeof r->s->ks, "%s", name);
+    /* EXECUTE: r->s is the prepared entry's own keyspace, shared by its executions. */
+    if (r->s && !r->is_prepared_exec) snprintf(r->s->ks, sizeof r->s->ks, "%s", name);
     if (r->conn && r->conn != r->s) snprintf(r->conn->ks, sizeof r->conn->ks, "%s", name);
     exec_reply_set_keyspace(r, name);
 }

@@ -14,6 +14,16 @@ struct st_arena_block {
 
 void arena_init(st_arena *a) { memset(a, 0, sizeof *a); }
 
+void arena_init_buf(st_arena *a, void *mem, size_t n) {
+    memset(a, 0, sizeof *a);
+    uintptr_t p = ((uintptr_t)mem + 7) & ~(uintptr_t)7;
+    uintptr_t e = (uintptr_t)mem + n;
+    if (!mem || e <= p) return;
+    /* No block owns this space: arena_free only walks head, so it is never freed. */
+    a->ptr = (char *)p;
+    a->end = (char *)e;
+}
+
 void *arena_alloc(st_arena *a, size_t n) {
     n = (n + 7) & ~(size_t)7;
     if (n == 0) n = 8;
