@@ -40,6 +40,7 @@ void server_config_default(server_config *c) {
     c->commitlog_segment_size_in_mb = 32;
     c->commitlog_total_space_in_mb = 8192;
     c->memtable_heap_space_in_mb = 0;
+    c->file_cache_size_in_mb = 256;
     c->memtable_flush_writers = 1;
     c->concurrent_compactors = 1;
     c->compaction_throughput_mb_per_sec = 64;
@@ -92,6 +93,7 @@ static const key_def keys[] = {
     {"commitlog_segment_size_in_mb", K_U32, F(commitlog_segment_size_in_mb), 1, 1024},
     {"commitlog_total_space_in_mb", K_U32, F(commitlog_total_space_in_mb), 1, 1 << 24},
     {"memtable_heap_space_in_mb", K_U32, F(memtable_heap_space_in_mb), 0, 1 << 20},
+    {"file_cache_size_in_mb", K_U32, F(file_cache_size_in_mb), 0, 1 << 20},
     {"memtable_flush_writers", K_U32, F(memtable_flush_writers), 1, 64},
     {"concurrent_compactors", K_U32, F(concurrent_compactors), 1, 64},
     {"compaction_throughput_mb_per_sec", K_U32, F(compaction_throughput_mb_per_sec), 0, 1 << 20},

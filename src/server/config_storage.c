@@ -16,4 +16,5 @@ void server_config_storage_options(const server_config *c, storage_options *o) {
     o->disk_failure_policy = c->disk_failure_policy;
     o->flush_threads = c->memtable_flush_writers;
     o->compaction_threads = c->concurrent_compactors;
+    o->block_cache_bytes = (uint64_t)c->file_cache_size_in_mb << 20;
 }

@@ -49,6 +49,7 @@ typedef struct server_config {
     uint32_t commitlog_segment_size_in_mb;
     uint32_t commitlog_total_space_in_mb;
     uint32_t memtable_heap_space_in_mb;
+    uint32_t file_cache_size_in_mb;            /* SSTable block cache, default 256; 0 disables */
     uint32_t memtable_flush_writers;
     uint32_t concurrent_compactors;
     uint32_t compaction_throughput_mb_per_sec; /* 0 = unthrottled */
