@@ -170,6 +170,10 @@ const char *exec_ks_name(exec_req *r, const cql_qname *q) {
 }
 
 schema_table *exec_table(exec_req *r, const cql_qname *q) {
+    if (r->prep) {
+        schema_table *t = prepared_table(r->prep, q, r->x->schema_gen, NULL);
+        if (t) return t;
+    }
     const char *ks = exec_ks_name(r, q);
     if (!ks) return NULL;
     if (!schema_keyspace_get(r->x->cat, ks)) {
@@ -181,7 +185,17 @@ schema_table *exec_table(exec_req *r, const cql_qname *q) {
     }
     schema_table *t = schema_table_get(r->x->cat, ks, q->name.s ? q->name.s : "");
     if (!t) exec_error(r, CQLE_INVALID, "unconfigured table %s", q->name.s ? q->name.s : "");
+    else if (r->prep && prepared_parsed(r->prep))
+        prepared_table_remember(r->prep, q, r->x->schema_gen, t, schema_keyspace_get(r->x->cat, t->ks));
     return t;
+}
+
+const schema_keyspace *exec_table_keyspace(exec_req *r, const schema_table *t) {
+    if (r->prep) {
+        const schema_keyspace *k = prepared_table_keyspace(r->prep, t, r->x->schema_gen);
+        if (k) return k;
+    }
+    return schema_keyspace_get(r->x->cat, t->ks);
 }
 
 void exec_stmt(exec_req *r, cql_stmt *st) {

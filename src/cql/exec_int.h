@@ -185,6 +185,8 @@ void system_tables_select(exec_req *r, const schema_table *t, const cql_select *
  * NULL when it does not exist. */
 schema_table *exec_table(exec_req *r, const cql_qname *q);
 const char *exec_ks_name(exec_req *r, const cql_qname *q); /* NULL after answering an error */
+/* The keyspace of a table exec_table returned (remembered for prepared statements). */
+const schema_keyspace *exec_table_keyspace(exec_req *r, const schema_table *t);
 
 static inline bool exec_has_static(const schema_table *t) {
     for (uint16_t i = (uint16_t)(t->npk + t->nck); i < t->ncols; i++)
@@ -244,6 +246,15 @@ cql_session *prepared_session(prepared_stmt *e, cql_executor *x);
 /* The parsed statement, shared by every request running it: read-only. NULL when the cache
  * could not parse it (out of memory): parse prepared_query instead. */
 cql_stmt *prepared_parsed(prepared_stmt *e);
+/* The table (and its keyspace) the name q of the cached tree resolved to at catalog generation
+ * gen, or NULL when not remembered for that name and generation. */
+schema_table *prepared_table(const prepared_stmt *e, const void *q, uint64_t gen,
+                             const schema_keyspace **k);
+void prepared_table_remember(prepared_stmt *e, const void *q, uint64_t gen, schema_table *t,
+                             const schema_keyspace *k);
+/* The remembered keyspace of t at generation gen, or NULL. */
+const schema_keyspace *prepared_table_keyspace(const prepared_stmt *e, const schema_table *t,
+                                               uint64_t gen);
 
 /* --- paging state (stmt_select.c) ----------------------------------------------------- */
 typedef struct page_pos {

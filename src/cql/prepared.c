@@ -24,6 +24,12 @@ struct prepared_stmt {
     cql_session sess;                    /* the keyspace names resolve against */
     st_arena arena;                      /* the parsed tree */
     cql_stmt *st;                        /* NULL if the text did not parse (then EXECUTE parses) */
+    /* The table the statement names, as last resolved, valid while the catalog generation is
+     * unchanged (every catalog change bumps it). */
+    const void *tq;
+    schema_table *t;
+    const schema_keyspace *k;
+    uint64_t tgen;
     size_t len;
     char q[];
 };
@@ -156,5 +162,25 @@ cql_session *prepared_session(prepared_stmt *e, cql_executor *x) {
 }
 
 cql_stmt *prepared_parsed(prepared_stmt *e) { return e->st; }
+
+schema_table *prepared_table(const prepared_stmt *e, const void *q, uint64_t gen,
+                             const schema_keyspace **k) {
+    if (!e->t || e->tq != q || e->tgen != gen) return NULL;
+    if (k) *k = e->k;
+    return e->t;
+}
+
+const schema_keyspace *prepared_table_keyspace(const prepared_stmt *e, const schema_table *t,
+                                               uint64_t gen) {
+    return e->t && e->t == t && e->tgen == gen ? e->k : NULL;
+}
+
+void prepared_table_remember(prepared_stmt *e, const void *q, uint64_t gen, schema_table *t,
+                             const schema_keyspace *k) {
+    e->tq = q;
+    e->tgen = gen;
+    e->t = t;
+    e->k = k;
+}
 
 void prepared_clear(prepared_cache *c) { drop_all(c); }

@@ -199,6 +199,8 @@ void rs_write_metadata(buf *b, const char *ks, const char *table, uint32_t ncols
 void exec_reply_rows(exec_req *r, result_set *rs) {
     buf b;
     buf_init(&b);
+    /* One allocation for the whole body in the common case (metadata is small). */
+    buf_reserve(&b, 64 + rs->rows.len + (rs->no_metadata ? 0 : 128 + (size_t)rs->ncols * 48));
     buf_u32(&b, 2);
     rs_write_metadata(&b, rs->ks, rs->table, rs->ncols, rs->cols, rs->no_metadata, rs->paging,
                       rs->paging_len);

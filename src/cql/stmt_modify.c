@@ -559,7 +559,7 @@ void stmt_modify(exec_req *r, cql_stmt *st) {
     mut_list ml = {0};
     const schema_table *t;
     if (modify_build(r, st, &ml, NULL, &t)) return;
-    const schema_keyspace *k = schema_keyspace_get(r->x->cat, t->ks);
+    const schema_keyspace *k = exec_table_keyspace(r, t);
     int rc = coord_write(r->x->coord, &k->repl, ml.v, ml.n, (enum coord_cl)r->cl, COORD_WT_SIMPLE,
                          written, r);
     if (rc) exec_error(r, CQLE_SERVER, "write failed (%d)", rc);

@@ -224,7 +224,7 @@ static bool still_there(exec_req *r, sel *s) {
         return false;
     }
     s->t = t;
-    s->k = schema_keyspace_get(r->x->cat, t->ks);
+    s->k = exec_table_keyspace(r, t);
     return true;
 }
 

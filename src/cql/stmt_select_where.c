@@ -112,7 +112,7 @@ void stmt_select(exec_req *r, cql_stmt *st) {
     memset(s, 0, sizeof *s);
     s->t = t;
     s->tid = t->id;
-    s->k = schema_keyspace_get(r->x->cat, t->ks);
+    s->k = exec_table_keyspace(r, t);
     s->now = clock_now_s();
     s->tmin = INT64_MIN;
     s->tmax = INT64_MAX;
