@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ilion/paxos/paxos.h"
+#include "ilion/util/err.h"
 #include "ilion/util/murmur3.h"
 #include "stmt_select_plan.h"
 
@@ -301,6 +303,27 @@ static storage_slice resume_slice(sel *s, storage_slice *tmp) {
     return *tmp;
 }
 
+/* SERIAL / LOCAL_SERIAL: a Paxos round on the partition (with an empty proposal) before the
+ * quorum read, so that a value some earlier proposer left accepted is committed or discarded
+ * first and the read is linearizable with conditional updates (CASSANDRA-12126). */
+static void serial_done(void *arg, const paxos_outcome *o) {
+    exec_req *r = arg;
+    sel *s = r->state;
+    if (o->err) {
+        s->err = 1;
+        memset(&s->cerr, 0, sizeof s->cerr);
+        s->cerr.cl = o->cl;
+        s->cerr.required = o->required;
+        s->cerr.alive = o->alive;
+        s->cerr.received = o->received;
+        s->cerr.blockfor = o->blockfor;
+        s->cerr.code = o->err == ILION_EUNAVAILABLE ? CQLE_UNAVAILABLE : o->err == ILION_ETIMEOUT ? CQLE_READ_TIMEOUT : CQLE_SERVER;
+        snprintf(s->cerr.message, sizeof s->cerr.message, "SERIAL read: %s", ilion_strerror(o->err));
+    }
+    s->completed = true;
+    if (!s->in_issue) sel_continue(r);
+}
+
 static void sel_continue(exec_req *r) {
     sel *s = r->state;
     for (;;) {
@@ -324,9 +347,16 @@ static void sel_continue(exec_req *r) {
                 break;
             }
             const exec_val *pk = &s->pks[s->pos.index];
-            resume_slice(s, &sl);
-            rc = coord_read(r->x->coord, &s->k->repl, s->t->id, pk->data, (uint32_t)pk->len, &sl,
-                            (enum coord_cl)r->cl, read_done, r);
+            if (r->x->paxos && (r->cl == COORD_CL_SERIAL || r->cl == COORD_CL_LOCAL_SERIAL) &&
+                s->serial_round != s->pos.index + 1) {
+                s->serial_round = s->pos.index + 1;
+                rc = paxos_cas(r->x->paxos, &s->k->repl, s->t->id, pk->data, (uint32_t)pk->len, NULL, r->cl,
+                               COORD_CL_QUORUM, NULL, serial_done, r);
+            } else {
+                resume_slice(s, &sl);
+                rc = coord_read(r->x->coord, &s->k->repl, s->t->id, pk->data, (uint32_t)pk->len, &sl,
+                                (enum coord_cl)r->cl, read_done, r);
+            }
         } else if (s->phase == 0 && s->pos.in_partition && s->pos.pk) {
             resume_slice(s, &sl);
             rc = coord_read(r->x->coord, &s->k->repl, s->t->id, s->pos.pk, s->pos.pklen, &sl,

@@ -63,6 +63,7 @@ typedef struct sel {
     bool done;                  /* no more rows at all */
     bool page_full;
     bool in_issue, completed;
+    uint32_t serial_round;      /* SERIAL: pks index + 1 whose Paxos round ran */
     int phase;                  /* scan: 0 resume read, 1 scan */
     result_set rs;
     int32_t now;
