@@ -9,6 +9,9 @@
 #include "ilion/util/arena.h"
 
 #define MT_MAX_HEIGHT 16
+#define MT_MAX_BUCKETS_LG 12
+/* Bytes of data per directory bucket when sizing the directory (~500 small rows). */
+#define MT_BUCKET_BYTES (64u << 10)
 
 enum { KIND_HEADER = 0, KIND_ROW = 1 };
 
@@ -37,8 +40,15 @@ struct memtable {
     st_arena arena;            /* keys, rows, values */
     st_arena nodes;            /* skiplist nodes only, packed densely: a search touches nodes
                                 * alone (tokens are inline), so fewer pages and cache lines */
-    mt_node *head;
-    atomic_int height;
+    /* Directory over the token space: bucket b holds the tokens whose top bits are b (in
+     * unsigned order), each bucket its own skiplist. Partitions are ordered by token first,
+     * so the buckets in order are the memtable in order; a search starts in a list of
+     * ~1/nbuckets of the entries, saving the dependent cache misses of the upper levels of
+     * one big list (see docs/sstable-format.md §5). */
+    uint8_t *heads;            /* nbuckets head nodes of HEAD_SIZE bytes */
+    _Atomic uint8_t *hgt;      /* per bucket: height of its list - 1 */
+    unsigned blg;              /* log2(nbuckets) */
+    uint32_t nbuckets;
     uint64_t rng;
     _Atomic size_t bytes;      /* arena bytes beyond the empty memtable's */
     size_t base;
@@ -57,6 +67,15 @@ static inline _Atomic uint64_t *filter_word(const memtable *m, int64_t token) {
 static inline uint64_t filter_bits(int64_t token) {
     uint64_t t = (uint64_t)token;
     return (1ULL << (t & 63)) | (1ULL << ((t >> 6) & 63)) | (1ULL << ((t >> 12) & 63));
+}
+
+#define HEAD_SIZE (sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(struct mt_link))
+
+static inline uint32_t bucket_of(const memtable *m, int64_t token) {
+    return m->blg ? (uint32_t)(((uint64_t)token ^ (1ULL << 63)) >> (64 - m->blg)) : 0;
+}
+static inline mt_node *bhead(const memtable *m, uint32_t b) {
+    return (mt_node *)(void *)(m->heads + (size_t)b * HEAD_SIZE);
 }
 
 memtable *memtable_new(uint64_t table_id, uint64_t start_pos) {
@@ -84,15 +103,20 @@ memtable *memtable_new_sized(uint64_t table_id, uint64_t start_pos, size_t expec
     m->start_pos = start_pos;
     arena_init(&m->arena);
     arena_init(&m->nodes);
-    m->head = arena_alloc(&m->nodes, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(struct mt_link));
-    if (!m->head) {
+    unsigned blg = 0;
+    while (blg < MT_MAX_BUCKETS_LG && ((size_t)MT_BUCKET_BYTES << (blg + 1)) <= expected_bytes) blg++;
+    m->blg = blg;
+    m->nbuckets = 1u << blg;
+    /* calloc: large zeroed blocks come from mmap, so untouched buckets cost no memory. */
+    m->heads = calloc(m->nbuckets, HEAD_SIZE);
+    m->hgt = calloc(m->nbuckets, sizeof *m->hgt);
+    if (!m->heads || !m->hgt) {
+        free(m->heads);
+        free((void *)m->hgt);
         free((void *)m->filter);
         free(m);
         return NULL;
     }
-    memset(m->head, 0, sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(struct mt_link));
-    m->head->height = MT_MAX_HEIGHT;
-    atomic_init(&m->height, 1);
     m->rng = 0x9E3779B97F4A7C15ULL ^ table_id ^ start_pos;
     m->base = m->arena.total + m->nodes.total;
     atomic_init(&m->bytes, 0);
@@ -107,6 +131,8 @@ void memtable_unref(memtable *m) {
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
         arena_free(&m->arena);
         arena_free(&m->nodes);
+        free(m->heads);
+        free((void *)m->hgt);
         free((void *)m->filter);
         free(m);
     }
@@ -127,6 +153,8 @@ static inline mt_node *nx(mt_node *n, int level) {
 /* Orders entries: (token, pk, kind, ck). */
 static inline int node_cmp(const mt_node *n, int64_t token, const uint8_t *pk, uint32_t pklen,
                            int kind, const uint8_t *ck, uint32_t cklen) {
+    /* The token decides almost every comparison: no call, no key bytes touched. */
+    if (n->token != token) return n->token < token ? -1 : 1;
     int c = st_key_compare(n->token, n->pk, n->pklen, token, pk, pklen);
     if (c) return c;
     if (n->kind != kind) return n->kind < kind ? -1 : 1;
@@ -134,11 +162,13 @@ static inline int node_cmp(const mt_node *n, int64_t token, const uint8_t *pk, u
     return st_ck_compare(n->ck, n->cklen, ck, cklen);
 }
 
-/* First node >= key; fills prev[] when given. */
+/* First node >= key in the key's bucket (NULL: none there, look in the following buckets);
+ * fills prev[] when given. */
 static mt_node *find_ge(memtable *m, int64_t token, const uint8_t *pk, uint32_t pklen, int kind,
                         const uint8_t *ck, uint32_t cklen, mt_node **prev) {
-    mt_node *x = m->head;
-    int level = atomic_load_explicit(&m->height, memory_order_relaxed) - 1;
+    uint32_t b = bucket_of(m, token);
+    mt_node *x = bhead(m, b);
+    int level = atomic_load_explicit(&m->hgt[b], memory_order_acquire);
     for (;;) {
         mt_node *n = nx(x, level);
         if (n && (level == 0 || atomic_load_explicit(&x->next[level].token, memory_order_relaxed) <= token) &&
@@ -206,10 +236,10 @@ static mt_node *insert_node(memtable *m, mt_node **prev, int64_t token, const ui
     n->kind = (uint8_t)kind;
     n->height = (uint8_t)h;
     atomic_init(&n->data, data);
-    int cur = atomic_load_explicit(&m->height, memory_order_relaxed);
+    uint32_t b = bucket_of(m, token);
+    int cur = atomic_load_explicit(&m->hgt[b], memory_order_relaxed) + 1;
     if (h > cur) {
-        for (int i = cur; i < h; i++) prev[i] = m->head;
-        atomic_store_explicit(&m->height, h, memory_order_relaxed);
+        for (int i = cur; i < h; i++) prev[i] = bhead(m, b);
     }
     for (int i = 0; i < h; i++) {
         atomic_init(&n->next[i].ptr, atomic_load_explicit(&prev[i]->next[i].ptr, memory_order_relaxed));
@@ -217,6 +247,9 @@ static mt_node *insert_node(memtable *m, mt_node **prev, int64_t token, const ui
         atomic_store_explicit(&prev[i]->next[i].token, token, memory_order_relaxed);
         atomic_store_explicit(&prev[i]->next[i].ptr, n, memory_order_release);
     }
+    /* Raised after the links are in: a reader seeing the new height finds them set (a reader
+     * with the old height just does not use the new levels). */
+    if (h > cur) atomic_store_explicit(&m->hgt[b], (uint8_t)(h - 1), memory_order_release);
     atomic_fetch_add_explicit(&m->entries, 1, memory_order_relaxed);
     return n;
 }
@@ -238,7 +271,7 @@ int memtable_apply(memtable *m, const st_partition *p) {
         first = find_ge(m, p->token, p->pk, p->pklen, KIND_HEADER, NULL, 0, prev);
     if (same_pk(first, p->token, p->pk, p->pklen)) {
         pk = first->pk;
-    } else if (prev[0] != m->head && same_pk(prev[0], p->token, p->pk, p->pklen)) {
+    } else if (prev[0] != bhead(m, bucket_of(m, p->token)) && same_pk(prev[0], p->token, p->pk, p->pklen)) {
         pk = prev[0]->pk;
     } else {
         pk = arena_dup(&m->arena, p->pk, p->pklen);
@@ -345,24 +378,41 @@ int memtable_get(memtable *m, int64_t token, const uint8_t *pk, uint32_t pklen,
     return 0;
 }
 
+/* The first entry of bucket b or of the buckets after it. */
+static mt_node *first_from(memtable *m, uint32_t b) {
+    for (; b < m->nbuckets; b++) {
+        mt_node *n = nx(bhead(m, b), 0);
+        if (n) return n;
+    }
+    return NULL;
+}
+
+/* The entry after n in key order, across buckets. */
+static mt_node *succ(memtable *m, mt_node *n) {
+    mt_node *s = nx(n, 0);
+    return s ? s : first_from(m, bucket_of(m, n->token) + 1);
+}
+
 void memtable_iter_seek(memtable_iter *it, memtable *m, int64_t token, const uint8_t *pk,
                         uint32_t pklen, bool inclusive) {
     it->m = m;
     if (!pk && token == INT64_MIN) {
-        it->node = nx(m->head, 0);
+        it->node = first_from(m, 0);
         return;
     }
     if (!pk) {
         /* Everything with this token or after (inclusive) / strictly after the token. */
         mt_node *n = find_ge(m, token, (const uint8_t *)"", 0, KIND_HEADER, NULL, 0, NULL);
+        if (!n) n = first_from(m, bucket_of(m, token) + 1);
         if (!inclusive)
-            while (n && n->token == token) n = nx(n, 0);
+            while (n && n->token == token) n = succ(m, n);
         it->node = n;
         return;
     }
     mt_node *n = find_ge(m, token, pk, pklen, KIND_HEADER, NULL, 0, NULL);
+    if (!n) n = first_from(m, bucket_of(m, token) + 1);
     if (!inclusive)
-        while (n && st_key_compare(n->token, n->pk, n->pklen, token, pk, pklen) == 0) n = nx(n, 0);
+        while (n && st_key_compare(n->token, n->pk, n->pklen, token, pk, pklen) == 0) n = succ(m, n);
     it->node = n;
 }
 
@@ -372,6 +422,6 @@ int memtable_iter_next(memtable_iter *it, st_arena *a, st_partition **out) {
     mt_node *after;
     int rc = collect(n, NULL, it->m->table_id, a, out, &after);
     if (rc) return rc;
-    it->node = after;
+    it->node = after ? after : first_from(it->m, bucket_of(it->m, n->token) + 1);
     return 1;
 }
