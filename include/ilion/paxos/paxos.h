@@ -95,9 +95,10 @@ typedef struct paxos_outcome {
 
 /* Called once per attempt with the current data (merged over the promise quorum, NULL when
  * the partition is empty). Return 0 with *mutation = NULL for "condition not met" (the round
- * still completes with an empty proposal) or a mutation of the same partition built in `a`
- * (its timestamps are replaced by the ballot's); a negative value aborts with that error.
- * May run several times (after re-proposals or contention): it must not have side effects. */
+ * still completes with an empty proposal) or a mutation of the same partition, in `a` or any
+ * memory valid until the callback returns (it is copied at once; its timestamps are replaced
+ * by the ballot's µs); a negative value aborts with that error. May run several times (after
+ * re-proposals or contention): only its last call's verdict counts. */
 typedef int (*paxos_cond_cb)(void *arg, const st_partition *current, st_arena *a,
                              st_partition **mutation);
 typedef void (*paxos_done_cb)(void *arg, const paxos_outcome *o);
