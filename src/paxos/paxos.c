@@ -57,7 +57,8 @@ struct paxos {
     /* durability batching */
     px_reply *rq_head, **rq_tail;
     uint64_t rq_pos;
-    bool job_running, job_rewrite, want_compact;
+    bool rq_fsync;           /* a promise or an acceptance waits in the batch */
+    bool job_running, job_rewrite, job_fsync, want_compact;
     buf job_data;
     px_reply *job_replies;
     uint64_t job_pos;
@@ -215,7 +216,7 @@ static void paxos_free(paxos *p) {
 
 static void job_work(uv_work_t *w) {
     paxos *p = w->data;
-    p->job_err = pxs_write(&p->st, p->job_data.data, p->job_data.len, p->job_rewrite);
+    p->job_err = pxs_write(&p->st, p->job_data.data, p->job_data.len, p->job_rewrite, p->job_fsync);
     if (!p->job_err && p->job_pos) p->job_err = storage_wait_synced(p->engine, p->job_pos);
 }
 
@@ -256,6 +257,8 @@ static void kick(paxos *p) {
     p->rq_tail = &p->rq_head;
     p->job_pos = p->rq_pos;
     p->rq_pos = 0;
+    p->job_fsync = p->rq_fsync;
+    p->rq_fsync = false;
     buf_reset(&p->job_data);
     p->job_rewrite = p->want_compact ||
                      (p->st.log_bytes > PX_COMPACT_MIN && p->st.log_bytes > 4 * p->compact_floor);
@@ -365,6 +368,7 @@ static void replica_prepare(paxos *p, rd *r, px_reply *out) {
     }
     e->promised = b;
     pxs_record(&p->st, e);
+    p->rq_fsync = true;
     buf_u8(o, 1);
     buf_put(o, e->promised.b, 16);
     buf_put(o, e->accepted.b, 16);
@@ -437,6 +441,7 @@ static void replica_propose(paxos *p, rd *r, px_reply *out) {
     e->proposal = copy;
     e->proposal_len = plen;
     pxs_record(&p->st, e);
+    p->rq_fsync = true;
     buf_u8(&out->out, 1);
     buf_put(&out->out, b.b, 16);
 }

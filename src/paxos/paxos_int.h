@@ -39,9 +39,9 @@ px_entry *pxs_find(px_store *s, uint64_t table_id, const void *pk, uint32_t pkle
 void pxs_record(px_store *s, const px_entry *e);
 /* Encodes every entry as a fresh log body (no header) into out. */
 void pxs_snapshot(px_store *s, buf *out);
-/* Sync-job side (any thread, one at a time): appends data and fdatasyncs; or, with rewrite,
+/* Sync-job side (any thread, one at a time): appends data and (with fsync) fdatasyncs; or, with rewrite,
  * writes header+data to a temporary file, fsyncs, renames over the log, fsyncs the dir and
  * switches s->fd. Only touches s->fd, s->dir, s->path. */
-int pxs_write(px_store *s, const uint8_t *data, size_t len, bool rewrite);
+int pxs_write(px_store *s, const uint8_t *data, size_t len, bool rewrite, bool do_sync);
 
 #endif

@@ -198,7 +198,7 @@ int pxs_open(px_store *s, const char *data_dir) {
         /* New (or header torn): start a fresh file durably. */
         buf empty;
         buf_init(&empty);
-        rc = pxs_write(s, NULL, 0, true);
+        rc = pxs_write(s, NULL, 0, true, true);
         buf_free(&empty);
         if (rc) return rc;
         s->log_bytes = 8;
@@ -216,11 +216,11 @@ int pxs_open(px_store *s, const char *data_dir) {
     return 0;
 }
 
-int pxs_write(px_store *s, const uint8_t *data, size_t len, bool rewrite) {
+int pxs_write(px_store *s, const uint8_t *data, size_t len, bool rewrite, bool do_sync) {
     if (!rewrite) {
         if (s->fd < 0) return ILION_ECLOSED;
         int rc = len ? file_write_full(s->fd, data, len) : 0;
-        if (!rc && fdatasync(s->fd)) rc = -errno;
+        if (!rc && do_sync && fdatasync(s->fd)) rc = -errno;
         return rc;
     }
     char tmp[4300];
