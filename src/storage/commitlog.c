@@ -1,7 +1,10 @@
 /*
- * Commit log: appenders copy framed records into in-memory chunks under one mutex; the sync
- * thread takes the whole chunk list, writes it into the preallocated segment files and
- * fdatasyncs. Byte format: docs/commitlog-format.md.
+ * Commit log: each segment file is preallocated and memory-mapped (MAP_SHARED); appenders copy
+ * framed records straight into the mapping under one mutex, so a record is in the kernel's page
+ * cache — and survives a crash of the process — as soon as commitlog_append returns. The sync
+ * thread (or a batch-mode waiter) fdatasyncs the segments for durability against OS crashes,
+ * prepares the next segment file ahead of need and recycles discarded ones.
+ * Byte format: docs/commitlog-format.md.
  */
 #include "ilion/storage/commitlog.h"
 
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,47 +31,49 @@
 #define CL_HDR 32u             /* segment header bytes */
 #define CL_REC_OVERHEAD 12u    /* length, length CRC, payload CRC */
 #define CL_END_MARK 8u         /* a zero length with its CRC */
-#define CL_CHUNK (1u << 20)    /* in-memory chunk capacity */
 #define CL_MAX_FREE 8u         /* files kept in the free pool */
 #define CL_MIN_SEGMENT 4096u
 #define CL_MAX_SEGMENT 0xFFFFFFFFull
+#define CL_CYCLE_SEGS 8u       /* closed segments synced per cycle at most */
 
 #define MOD "commitlog"
 
-typedef struct cl_chunk {
-    struct cl_chunk *next;
-    uint32_t segid;
-    uint32_t off;        /* file offset of data[0] */
-    size_t len, cap;
-    uint8_t data[];
-} cl_chunk;
+/* An open segment file and its mapping (segsize bytes). */
+typedef struct cl_seg {
+    uint32_t id;
+    int fd;
+    uint8_t *map;
+} cl_seg;
 
 struct commitlog {
     char *dir;
     int dirfd;
     enum storage_sync_mode mode;
     uint32_t period_ms, window_ms;
-    uint64_t segsize, max_buffer, write_threshold;
+    uint64_t segsize;
     int (*sync_fn)(void *arg, int fd);
     void *sync_fn_arg;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;    /* sync thread waits for work */
     pthread_cond_t synced_cv;  /* commitlog_wait waits for syncs */
-    pthread_cond_t space_cv;   /* appenders wait for buffer space */
 
     /* appender state (mu) */
     uint32_t cur_seg, cur_off, cur_mask;
-    cl_chunk *head, *tail;     /* waiting to be written */
-    cl_chunk *free_chunks;
-    uint64_t buffered;         /* appended, not yet written out */
+    cl_seg cur;                /* map is NULL until the first record of cur_seg */
+    cl_seg next;               /* a pooled file mapped ahead of need by the sync thread, or map NULL */
+    bool next_recycled;
+    char next_path[4096];      /* its pool name */
+    cl_seg *closed; size_t nclosed, capclosed;  /* rolled past, not yet synced and unmapped */
+    bool dir_dirty;            /* a segment file was created or renamed since the last dir fsync */
+    bool kicked;               /* the sync thread was signalled for the data now pending */
     bool closing;
 
     /* sync state (mu; synced_pos and failed also read with atomics) */
-    uint64_t written_pos, synced_pos;
+    uint64_t synced_pos;
     bool failed;
     int fail_err;
-    bool io_busy;              /* a thread is writing/syncing (the sync thread or a leader) */
+    bool io_busy;              /* a thread is syncing (the sync thread or a leader) */
     uint32_t nwaiters;         /* threads in commitlog_wait */
 
     /* segments (mu) */
@@ -77,7 +83,7 @@ struct commitlog {
     uint32_t next_spare;
     bool spare_disabled;       /* preparing spares failed once; new segments are made on demand */
     uint32_t discard_upto;     /* segments with id < this may be recycled */
-    uint32_t closed_below;     /* segments with id < this are not open for writing */
+    uint32_t closed_below;     /* segments with id < this are synced, unmapped and closed */
 
     storage_sync_cb cb;
     void *cb_arg;
@@ -88,14 +94,9 @@ struct commitlog {
     uint32_t spare_n;
     uint64_t spare_pos;
 
-    /* only the thread holding the I/O turn (io_busy) */
-    int fd;
-    uint32_t fd_seg;
-    bool dirty;                /* written since last fdatasync */
     pthread_t thr;
     bool thr_started;
 };
-
 /* ---- format helpers ---------------------------------------------------------------- */
 
 static uint32_t crc(const void *p, size_t n) { return crc32c(0, p, n); }
@@ -248,97 +249,27 @@ static void latch_failure(commitlog *cl, int err, const char *what) {
         __atomic_store_n(&cl->failed, true, __ATOMIC_RELEASE);
     }
     pthread_cond_broadcast(&cl->synced_cv);
-    pthread_cond_broadcast(&cl->space_cv);
 }
 
-/* Opens segment `id` for writing: a file from the free pool renamed, or a new zero-filled one. */
-static int activate_segment(commitlog *cl, uint32_t id) {
-    char path[4096], from[4096];
-    seg_path(path, sizeof path, cl->dir, id);
-    int fd = -1;
-    pthread_mutex_lock(&cl->mu);
-    bool have_free = cl->nfree > 0 || cl->nspare > 0, recycled = cl->nfree > 0;
-    if (cl->nfree > 0) free_path(from, sizeof from, cl->dir, cl->freeids[--cl->nfree]);
-    else if (cl->nspare > 0) spare_path(from, sizeof from, cl->dir, cl->spares[--cl->nspare]);
-    pthread_mutex_unlock(&cl->mu);
-    if (have_free) {
-        if (rename(from, path) == 0) {
-            fd = open(path, O_RDWR | O_CLOEXEC);
-            struct stat sb;
-            if (fd >= 0 && (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != cl->segsize)) {
-                close(fd);   /* another segment size: start over with a fresh file */
-                fd = -1;
-            }
-            if (fd >= 0 && recycled) {
-                pthread_mutex_lock(&cl->mu);
-                cl->st.segments_recycled++;
-                pthread_mutex_unlock(&cl->mu);
-            }
-        } else {
-            LOG_WARN(MOD, "reusing %s: %s", from, strerror(errno));
-            unlink(from);
-        }
-    }
-    if (fd < 0) {
-        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) return -errno;
-        static const uint8_t zeros[65536];
-        for (uint64_t off = 0; off < cl->segsize; off += sizeof zeros) {
-            size_t n = cl->segsize - off < sizeof zeros ? (size_t)(cl->segsize - off) : sizeof zeros;
-            int rc = pwrite_all(fd, zeros, n, off);
-            if (rc) { close(fd); return rc; }
-        }
-        pthread_mutex_lock(&cl->mu);
-        cl->st.segments_created++;
-        pthread_mutex_unlock(&cl->mu);
-    }
-    uint8_t h[CL_HDR];
-    header_encode(h, id, cl->segsize);
-    int rc = pwrite_all(fd, h, CL_HDR, 0);
-    if (!rc) rc = do_fsync(cl, fd);
-    if (!rc) rc = fsync_dir(cl);
-    if (rc) { close(fd); return rc; }
-    cl->fd = fd;
-    cl->fd_seg = id;
-    cl->dirty = false;
-    return 0;
+static uint64_t cur_pos(const commitlog *cl) { return (uint64_t)cl->cur_seg << 32 | cl->cur_off; }
+
+/* Something appended is not yet covered by a sync (mu held). */
+static bool pending(const commitlog *cl) {
+    return cl->nclosed > 0 || (cl->cur.map && cur_pos(cl) > cl->synced_pos);
 }
 
-/* Closes the open segment (synced first) and opens `id`. */
-static int switch_segment(commitlog *cl, uint32_t id) {
-    if (cl->fd >= 0) {
-        if (cl->dirty) {
-            int rc = do_fsync(cl, cl->fd);
-            if (rc) return rc;
-        }
-        close(cl->fd);
-        cl->fd = -1;
-    }
-    int rc = activate_segment(cl, id);
-    pthread_mutex_lock(&cl->mu);
-    if (!rc) cl->closed_below = id;
-    recycle_eligible(cl);
-    pthread_mutex_unlock(&cl->mu);
-    return rc;
+static void seg_unmap(commitlog *cl, cl_seg *s) {
+    if (s->map) munmap(s->map, (size_t)cl->segsize);
+    if (s->fd >= 0) close(s->fd);
+    s->map = NULL;
+    s->fd = -1;
 }
 
-static int write_chunks(commitlog *cl, cl_chunk *c, uint64_t *end_pos) {
-    for (; c; c = c->next) {
-        if (c->len == 0) continue;
-        if (cl->fd < 0 || c->segid != cl->fd_seg) {
-            int rc = switch_segment(cl, c->segid);
-            if (rc) return rc;
-        }
-        int rc = pwrite_all(cl->fd, c->data, c->len, c->off);
-        if (rc) return rc;
-        cl->dirty = true;
-        *end_pos = (uint64_t)c->segid << 32 | (c->off + c->len);
-        pthread_mutex_lock(&cl->mu);
-        cl->st.writes++;
-        cl->st.bytes_written += c->len;
-        pthread_mutex_unlock(&cl->mu);
-    }
-    return 0;
+/* Maps a whole segment file read-write and shared: stores into the mapping are stores into the
+ * page cache, so they outlive the process. NULL on failure (errno set). */
+static uint8_t *seg_map(commitlog *cl, int fd) {
+    void *m = mmap(NULL, (size_t)cl->segsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return m == MAP_FAILED ? NULL : m;
 }
 
 static void abs_deadline(struct timespec *ts, uint64_t ms) {
@@ -354,51 +285,51 @@ static bool ts_passed(const struct timespec *d) {
     return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
 }
 
-/* One write (and sync) of everything pending. Called with mu held and io_busy clear by the
- * sync thread or, in batch mode, by a thread in commitlog_wait (leader-based group commit: the
- * waiter that finds the log idle syncs for everyone, saving two thread hand-offs per fsync).
- * Returns with mu held. */
+/* One sync of everything appended so far: segments rolled past are fdatasynced (oldest first),
+ * unmapped and closed, the directory is fsynced if a segment file was created or renamed, and
+ * with do_sync the current segment is fdatasynced and the synced position advanced. Called with
+ * mu held and io_busy clear by the sync thread or, in batch mode, by a thread in commitlog_wait
+ * (leader-based group commit). Returns with mu held. */
 static void run_cycle(commitlog *cl, bool do_sync) {
-    cl_chunk *list = cl->head;
-    cl->head = cl->tail = NULL;
+    cl_seg old[CL_CYCLE_SEGS];
+    size_t nold = cl->nclosed < CL_CYCLE_SEGS ? cl->nclosed : CL_CYCLE_SEGS;
+    memcpy(old, cl->closed, nold * sizeof *old);
+    bool partial = nold < cl->nclosed;
+    cl_seg cur = cl->cur;
+    /* appends after this point are not covered; they stay pending */
+    uint64_t target = partial ? (uint64_t)old[nold - 1].id << 32 | UINT32_MAX : cur_pos(cl);
+    bool cur_dirty = !partial && cur.map && target > cl->synced_pos;
+    bool dird = cl->dir_dirty;
+    cl->dir_dirty = false;
+    cl->kicked = false;
     bool failed = cl->failed;
     cl->io_busy = true;
     pthread_mutex_unlock(&cl->mu);
 
     int rc = 0;
-    uint64_t end = 0;
-    size_t nbytes = 0;
-    for (cl_chunk *c = list; c; c = c->next) nbytes += c->len;
-    if (!failed) {
-        rc = write_chunks(cl, list, &end);
-        if (!rc && do_sync && cl->dirty) {
-            rc = do_fsync(cl, cl->fd);
-            if (!rc) cl->dirty = false;
-        }
+    for (size_t i = 0; i < nold; i++) {
+        if (!failed && !rc) rc = do_fsync(cl, old[i].fd);
+        seg_unmap(cl, &old[i]);
     }
+    if (!failed && !rc && dird) rc = fsync_dir(cl);
+    if (!failed && !rc && do_sync && cur_dirty) rc = do_fsync(cl, cur.fd);
 
     pthread_mutex_lock(&cl->mu);
-    while (list) {
-        cl_chunk *n = list->next;
-        if (list->cap == CL_CHUNK) {
-            list->next = cl->free_chunks;
-            cl->free_chunks = list;
-        } else {
-            free(list);
-        }
-        list = n;
+    if (nold) {
+        memmove(cl->closed, cl->closed + nold, (cl->nclosed - nold) * sizeof *cl->closed);
+        cl->nclosed -= nold;
+        if (old[nold - 1].id + 1 > cl->closed_below) cl->closed_below = old[nold - 1].id + 1;
+        recycle_eligible(cl);
     }
-    cl->buffered -= nbytes;
-    pthread_cond_broadcast(&cl->space_cv);
-    if (end) cl->written_pos = end;
+    if (rc && dird) cl->dir_dirty = true;
     bool notify = false;
     if (rc) {
-        latch_failure(cl, rc, do_sync ? "commit log write/fsync" : "commit log write");
+        latch_failure(cl, rc, "commit log fsync");
         notify = true;
-    } else if (do_sync && !failed) {
-        __atomic_store_n(&cl->synced_pos, cl->written_pos, __ATOMIC_RELEASE);
+    } else if ((do_sync || partial) && !failed) {
+        if (target > cl->synced_pos) __atomic_store_n(&cl->synced_pos, target, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&cl->synced_cv);
-        notify = true;
+        notify = do_sync;
     }
     if (notify && cl->cb) {
         /* still holding the I/O turn, so callbacks come one at a time, in order */
@@ -412,7 +343,7 @@ static void run_cycle(commitlog *cl, bool do_sync) {
     }
     cl->io_busy = false;
     pthread_cond_broadcast(&cl->synced_cv);   /* a waiter may take the next turn */
-    if (cl->head && cl->nwaiters == 0) pthread_cond_signal(&cl->work_cv);
+    if (pending(cl) && cl->nwaiters == 0) pthread_cond_signal(&cl->work_cv);
 }
 
 static bool want_spare(commitlog *cl) {
@@ -466,16 +397,59 @@ static void spare_step(commitlog *cl) {
     }
 }
 
+static bool want_next(commitlog *cl) {
+    return !cl->next.map && !cl->closing && !cl->failed && (cl->nfree > 0 || cl->nspare > 0);
+}
+
+/* Maps a pooled file (recycled or spare) ahead of need, so that the appender that rolls to a
+ * new segment only renames it and writes the header. Pages are read into the page cache here
+ * (MADV_POPULATE_READ) rather than by faults under the append lock. mu held; dropped. */
+static void prepare_next(commitlog *cl) {
+    bool recycled = cl->nfree > 0;
+    uint32_t pid = recycled ? cl->freeids[--cl->nfree] : cl->spares[--cl->nspare];
+    pthread_mutex_unlock(&cl->mu);
+    char path[4096];
+    if (recycled) free_path(path, sizeof path, cl->dir, pid);
+    else spare_path(path, sizeof path, cl->dir, pid);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat sb;
+    uint8_t *map = NULL;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == cl->segsize) map = seg_map(cl, fd);
+#ifdef MADV_POPULATE_READ
+    /* a read error surfaces here as an error, not as SIGBUS in an appender */
+    if (map && madvise(map, (size_t)cl->segsize, MADV_POPULATE_READ) != 0 && errno != EINVAL) {
+        LOG_WARN(MOD, "reading %s: %s; not reused", path, strerror(errno));
+        munmap(map, (size_t)cl->segsize);
+        map = NULL;
+    }
+#endif
+    if (!map) {   /* unreadable, or another size (an interrupted spare, a changed setting) */
+        if (fd >= 0) close(fd);
+        unlink(path);
+        pthread_mutex_lock(&cl->mu);
+        return;
+    }
+    pthread_mutex_lock(&cl->mu);
+    if (cl->next.map || cl->closing || cl->failed) {   /* not needed after all: back to the pool */
+        munmap(map, (size_t)cl->segsize);
+        close(fd);
+        if (recycled) ids_push(&cl->freeids, &cl->nfree, &cl->capfree, pid);
+        else ids_push(&cl->spares, &cl->nspare, &cl->capspare, pid);
+        return;
+    }
+    cl->next = (cl_seg){0, fd, map};
+    cl->next_recycled = recycled;
+    snprintf(cl->next_path, sizeof cl->next_path, "%s", path);
+}
+
 static void *sync_main(void *arg) {
     commitlog *cl = arg;
-    struct timespec next_sync, next_write;
+    struct timespec next_sync;
     abs_deadline(&next_sync, cl->period_ms);
-    uint64_t write_ms = cl->period_ms < 100 ? cl->period_ms : 100;
-    abs_deadline(&next_write, write_ms);
 
     pthread_mutex_lock(&cl->mu);
     for (;;) {
-        bool do_sync;
+        if (want_next(cl)) { prepare_next(cl); continue; }
         if (cl->io_busy) {
             if (want_spare(cl)) { spare_step(cl); continue; }
             /* a waiter is syncing (batch mode); it signals when it is done */
@@ -484,32 +458,34 @@ static void *sync_main(void *arg) {
             pthread_cond_timedwait(&cl->work_cv, &cl->mu, &d);
             continue;
         }
+        bool leaders = cl->mode == STORAGE_SYNC_BATCH && cl->nwaiters > 0 && !cl->closing;
+        if (cl->nclosed > 0 && !leaders) {
+            /* a segment was rolled past: sync it now, so that an earlier segment is durable
+             * before much of a later one is */
+            run_cycle(cl, cl->mode != STORAGE_SYNC_PERIODIC);
+            continue;
+        }
+        bool do_sync;
         if (cl->mode == STORAGE_SYNC_PERIODIC) {
             bool sync_due = ts_passed(&next_sync);
-            bool write_due = cl->head && (cl->buffered >= cl->write_threshold || ts_passed(&next_write));
             if (cl->closing) {
-                if (!cl->head && (!cl->dirty || cl->failed)) break;
+                if (!pending(cl) || cl->failed) break;
                 sync_due = true;
-            } else if (!sync_due && !write_due) {
+            } else if (!sync_due) {
                 if (want_spare(cl)) { spare_step(cl); continue; }
-                const struct timespec *d = &next_sync;
-                if (cl->head && (next_write.tv_sec < d->tv_sec ||
-                                 (next_write.tv_sec == d->tv_sec && next_write.tv_nsec < d->tv_nsec)))
-                    d = &next_write;
-                pthread_cond_timedwait(&cl->work_cv, &cl->mu, d);
+                pthread_cond_timedwait(&cl->work_cv, &cl->mu, &next_sync);
                 continue;
             }
-            do_sync = sync_due;
-            if (sync_due) abs_deadline(&next_sync, cl->period_ms);
-            abs_deadline(&next_write, write_ms);
+            abs_deadline(&next_sync, cl->period_ms);
+            do_sync = true;
         } else {
-            if (!cl->head) {
+            if (!pending(cl)) {
                 if (cl->closing) break;
                 if (want_spare(cl)) { spare_step(cl); continue; }
                 pthread_cond_wait(&cl->work_cv, &cl->mu);
                 continue;
             }
-            if (cl->mode == STORAGE_SYNC_BATCH && cl->nwaiters > 0 && !cl->closing) {
+            if (leaders) {
                 if (want_spare(cl)) { spare_step(cl); continue; }
                 /* threads blocked in commitlog_wait lead the syncs; stay out of their way but
                  * look again soon in case they all leave */
@@ -540,50 +516,113 @@ static void *sync_main(void *arg) {
     }
     return NULL;
 }
-
 /* ---- appending ------------------------------------------------------------------------ */
 
-/* Space for n bytes at (cur_seg, cur_off) at the end of the pending list; mu held. */
-static uint8_t *reserve(commitlog *cl, size_t n) {
-    cl_chunk *t = cl->tail;
-    if (!t || t->segid != cl->cur_seg || t->off + t->len != cl->cur_off || t->cap - t->len < n) {
-        if (n <= CL_CHUNK && cl->free_chunks) {
-            t = cl->free_chunks;
-            cl->free_chunks = t->next;
-        } else {
-            size_t cap = n > CL_CHUNK ? n : CL_CHUNK;
-            t = malloc(sizeof *t + cap);
-            if (!t) return NULL;
-            t->cap = cap;
-        }
-        t->next = NULL;
-        t->segid = cl->cur_seg;
-        t->off = cl->cur_off;
-        t->len = 0;
-        if (cl->tail) cl->tail->next = t;
-        else cl->head = t;
-        cl->tail = t;
-    }
-    uint8_t *p = t->data + t->len;
-    t->len += n;
-    return p;
+static int closed_reserve(commitlog *cl) {
+    if (cl->nclosed < cl->capclosed) return 0;
+    size_t nc = cl->capclosed ? cl->capclosed * 2 : 8;
+    cl_seg *na = realloc(cl->closed, nc * sizeof *na);
+    if (!na) return -ENOMEM;
+    cl->closed = na;
+    cl->capclosed = nc;
+    return 0;
 }
 
-/* Ends the current segment (marker if room) and starts the next; mu held. */
+/* A file for segment `id` under its live name, mapped: the prepared pooled file renamed, else
+ * another pooled file, else a new one allocated on the spot (fallocate, so that a full disk is an error here rather than
+ * SIGBUS on a store into the mapping later). mu held. */
+static int seg_obtain(commitlog *cl, uint32_t id, cl_seg *out) {
+    char path[4096];
+    seg_path(path, sizeof path, cl->dir, id);
+    if (cl->next.map) {
+        cl_seg n = cl->next;
+        cl->next.map = NULL;
+        cl->next.fd = -1;
+        if (rename(cl->next_path, path) == 0) {
+            if (cl->next_recycled) cl->st.segments_recycled++;
+            n.id = id;
+            *out = n;
+            return 0;
+        }
+        LOG_WARN(MOD, "reusing %s: %s", cl->next_path, strerror(errno));
+        seg_unmap(cl, &n);
+        unlink(cl->next_path);
+    }
+    /* The sync thread has not mapped one yet: take a pooled file directly rather than
+     * allocating more disk (its pages are then read by faults, under the lock). */
+    while (cl->nfree > 0 || cl->nspare > 0) {
+        bool recycled = cl->nfree > 0;
+        char from[4096];
+        if (recycled) free_path(from, sizeof from, cl->dir, cl->freeids[--cl->nfree]);
+        else spare_path(from, sizeof from, cl->dir, cl->spares[--cl->nspare]);
+        if (rename(from, path) != 0) {
+            LOG_WARN(MOD, "reusing %s: %s", from, strerror(errno));
+            unlink(from);
+            continue;
+        }
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        struct stat sb;
+        uint8_t *map = NULL;
+        if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == cl->segsize) map = seg_map(cl, fd);
+        if (map) {
+            if (recycled) cl->st.segments_recycled++;
+            *out = (cl_seg){id, fd, map};
+            return 0;
+        }
+        if (fd >= 0) close(fd);   /* another size: made anew below under the same name */
+        break;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    int rc = posix_fallocate(fd, 0, (off_t)cl->segsize);
+    uint8_t *map = rc ? NULL : seg_map(cl, fd);
+    if (!rc && !map) rc = errno;
+    if (rc) {
+        close(fd);
+        unlink(path);
+        LOG_ERROR(MOD, "creating %s: %s", path, strerror(rc));
+        return -rc;
+    }
+    cl->st.segments_created++;
+    *out = (cl_seg){id, fd, map};
+    return 0;
+}
+
+/* Moves appends to a new segment (the first one, or the one after a full segment); mu held.
+ * The order makes every prefix of it a valid log if the process dies in between: the end
+ * marker closes the old segment before the new file takes its name, and a new file whose
+ * header is not yet written is recognized at replay and returned to the pool. */
 static int roll(commitlog *cl) {
-    if (cl->cur_seg == UINT32_MAX) return ILION_ETOOBIG;
-    if (cl->segsize - cl->cur_off >= CL_END_MARK) {
-        uint8_t *p = reserve(cl, CL_END_MARK);
-        if (!p) return -ENOMEM;
+    bool first = cl->cur.map == NULL;
+    if (!first && cl->cur_seg == UINT32_MAX) return ILION_ETOOBIG;
+    uint32_t id = first ? cl->cur_seg : cl->cur_seg + 1;
+    int rc = first ? 0 : closed_reserve(cl);
+    if (!rc && !first && cl->nlive == cl->caplive) {
+        rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, id);   /* grow now, cannot fail later */
+        if (!rc) cl->nlive--;
+    }
+    if (rc) return rc;
+    if (!first && cl->segsize - cl->cur_off >= CL_END_MARK) {
+        uint8_t *p = cl->cur.map + cl->cur_off;
         be32_put(p, 0);
         be32_put(p + 4, crc(p, 4) ^ cl->cur_mask);
-        cl->buffered += CL_END_MARK;
+        cl->st.writes++;
+        cl->st.bytes_written += CL_END_MARK;
     }
-    int rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, cl->cur_seg + 1);
+    cl_seg ns;
+    rc = seg_obtain(cl, id, &ns);
     if (rc) return rc;
-    cl->cur_seg++;
+    header_encode(ns.map, id, cl->segsize);
+    if (!first) {
+        cl->closed[cl->nclosed++] = cl->cur;
+        ids_push(&cl->live, &cl->nlive, &cl->caplive, id);
+    }
+    cl->cur = ns;
+    cl->cur_seg = id;
     cl->cur_off = CL_HDR;
-    cl->cur_mask = seg_mask(cl->cur_seg);
+    cl->cur_mask = seg_mask(id);
+    cl->dir_dirty = true;
+    pthread_cond_signal(&cl->work_cv);   /* sync the old segment, prepare the next file */
     return 0;
 }
 
@@ -596,33 +635,32 @@ int commitlog_append(commitlog *cl, const void *payload, size_t len, uint64_t *p
     size_t need = CL_REC_OVERHEAD + len;
 
     pthread_mutex_lock(&cl->mu);
-    while (!cl->failed && !cl->closing && cl->buffered > 0 &&
-           cl->buffered + need + CL_END_MARK > cl->max_buffer)
-        pthread_cond_wait(&cl->space_cv, &cl->mu);
     if (cl->failed || cl->closing) {
         pthread_mutex_unlock(&cl->mu);
         return cl->failed ? ILION_ESYNCFAILED : ILION_ECLOSED;
     }
-    int rc = 0;
-    if (cl->cur_off + need > cl->segsize) rc = roll(cl);
-    uint8_t *p = rc ? NULL : reserve(cl, need);
-    if (!p) {
-        pthread_mutex_unlock(&cl->mu);
-        return rc ? rc : -ENOMEM;
+    if (!cl->cur.map || cl->cur_off + need > cl->segsize) {
+        int rc = roll(cl);
+        if (rc) {
+            pthread_mutex_unlock(&cl->mu);
+            return rc;
+        }
     }
-    bool was_empty = cl->buffered == 0;
+    /* straight into the page cache: from here on the record outlives this process */
+    uint8_t *p = cl->cur.map + cl->cur_off;
     memcpy(p, lenb, 4);
     be32_put(p + 4, lcrc ^ cl->cur_mask);
     memcpy(p + 8, payload, len);
     be32_put(p + 8 + len, pcrc ^ cl->cur_mask);
     cl->cur_off += (uint32_t)need;
-    cl->buffered += need;
     cl->st.appends++;
-    *pos = (uint64_t)cl->cur_seg << 32 | cl->cur_off;
-    if (cl->mode != STORAGE_SYNC_PERIODIC ? was_empty
-                                          : (cl->buffered >= cl->write_threshold &&
-                                             cl->buffered - need < cl->write_threshold))
+    cl->st.writes++;
+    cl->st.bytes_written += need;
+    *pos = cur_pos(cl);
+    if (cl->mode != STORAGE_SYNC_PERIODIC && !cl->kicked) {
+        cl->kicked = true;
         pthread_cond_signal(&cl->work_cv);
+    }
     pthread_mutex_unlock(&cl->mu);
     return 0;
 }
@@ -639,19 +677,18 @@ int commitlog_wait(commitlog *cl, uint64_t pos) {
     pthread_mutex_lock(&cl->mu);
     cl->nwaiters++;
     while (!cl->failed && cl->synced_pos < pos && cl->thr_started) {
-        if (cl->mode == STORAGE_SYNC_BATCH && !cl->io_busy && cl->head) {
+        if (cl->mode == STORAGE_SYNC_BATCH && !cl->io_busy && pending(cl)) {
             run_cycle(cl, true);
             continue;
         }
-        if (cl->closing && !cl->head && !cl->io_busy && cl->buffered == 0) break;
+        if (cl->closing && !pending(cl) && !cl->io_busy) break;
         pthread_cond_wait(&cl->synced_cv, &cl->mu);
     }
-    if (--cl->nwaiters == 0 && cl->head && !cl->io_busy) pthread_cond_signal(&cl->work_cv);
+    if (--cl->nwaiters == 0 && pending(cl) && !cl->io_busy) pthread_cond_signal(&cl->work_cv);
     int rc = cl->failed ? ILION_ESYNCFAILED : cl->synced_pos >= pos ? 0 : ILION_ECLOSED;
     pthread_mutex_unlock(&cl->mu);
     return rc;
 }
-
 void commitlog_set_sync_callback(commitlog *cl, storage_sync_cb cb, void *arg) {
     pthread_mutex_lock(&cl->mu);
     cl->cb = cb;
@@ -841,9 +878,10 @@ static int seal_segment(commitlog *cl, const char *path, uint32_t id, uint32_t e
 static void cl_free(commitlog *cl) {
     if (!cl) return;
     if (cl->dirfd >= 0) close(cl->dirfd);
-    if (cl->fd >= 0) close(cl->fd);
-    for (cl_chunk *c = cl->head, *n; c; c = n) { n = c->next; free(c); }
-    for (cl_chunk *c = cl->free_chunks, *n; c; c = n) { n = c->next; free(c); }
+    seg_unmap(cl, &cl->cur);
+    seg_unmap(cl, &cl->next);   /* still under its pool name */
+    for (size_t i = 0; i < cl->nclosed; i++) seg_unmap(cl, &cl->closed[i]);
+    free(cl->closed);
     free(cl->live);
     free(cl->freeids);
     free(cl->spares);
@@ -851,10 +889,8 @@ static void cl_free(commitlog *cl) {
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->work_cv);
     pthread_cond_destroy(&cl->synced_cv);
-    pthread_cond_destroy(&cl->space_cv);
     free(cl);
 }
-
 static int scan_dir(commitlog *cl, uint32_t **segs, size_t *nsegs, uint32_t *maxid) {
     DIR *d = opendir(cl->dir);
     if (!d) return -errno;
@@ -898,7 +934,7 @@ int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_r
 
     commitlog *cl = calloc(1, sizeof *cl);
     if (!cl) return -ENOMEM;
-    cl->fd = -1;
+    cl->cur.fd = cl->next.fd = -1;
     cl->dirfd = -1;
     cl->spare_fd = -1;
     pthread_mutex_init(&cl->mu, NULL);
@@ -907,16 +943,12 @@ int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_r
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&cl->work_cv, &ca);
     pthread_cond_init(&cl->synced_cv, &ca);
-    pthread_cond_init(&cl->space_cv, &ca);
     pthread_condattr_destroy(&ca);
     cl->dir = strdup(o->dir);
     cl->mode = o->sync_mode;
     cl->period_ms = o->sync_period_ms ? o->sync_period_ms : 10000;
     cl->window_ms = o->group_window_ms ? o->group_window_ms : 15;
     cl->segsize = segsize;
-    cl->max_buffer = o->max_buffer ? o->max_buffer : 16ull << 20;
-    if (cl->max_buffer < 2 * CL_CHUNK) cl->max_buffer = 2 * CL_CHUNK;
-    cl->write_threshold = cl->max_buffer / 4 < CL_CHUNK ? cl->max_buffer / 4 : CL_CHUNK;
     cl->sync_fn = o->sync_fn;
     cl->sync_fn_arg = o->sync_fn_arg;
     if (!cl->dir) { cl_free(cl); return -ENOMEM; }
@@ -964,7 +996,7 @@ int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_r
     cl->cur_mask = seg_mask(cl->cur_seg);
     cl->closed_below = cl->cur_seg;
     cl->discard_upto = skip_below;
-    cl->written_pos = cl->synced_pos = (uint64_t)cl->cur_seg << 32 | CL_HDR;
+    cl->synced_pos = (uint64_t)cl->cur_seg << 32 | CL_HDR;
     rc = ids_push(&cl->live, &cl->nlive, &cl->caplive, cl->cur_seg);
     if (rc) { cl_free(cl); return rc; }
     pthread_mutex_lock(&cl->mu);
@@ -982,18 +1014,15 @@ void commitlog_close(commitlog *cl) {
     pthread_mutex_lock(&cl->mu);
     cl->closing = true;
     pthread_cond_broadcast(&cl->work_cv);
-    pthread_cond_broadcast(&cl->space_cv);
     pthread_mutex_unlock(&cl->mu);
     if (cl->thr_started) pthread_join(cl->thr, NULL);
     /* A clean end: mark where the records stop, so the next replay sees an end marker rather
      * than what looks like a torn record. */
-    if (!cl->failed && cl->fd >= 0 && cl->fd_seg == cl->cur_seg &&
-        (uint64_t)cl->cur_off + CL_END_MARK <= cl->segsize) {
-        uint8_t m[CL_END_MARK];
+    if (!cl->failed && cl->cur.map && (uint64_t)cl->cur_off + CL_END_MARK <= cl->segsize) {
+        uint8_t *m = cl->cur.map + cl->cur_off;
         be32_put(m, 0);
         be32_put(m + 4, crc(m, 4) ^ cl->cur_mask);
-        int rc = pwrite_all(cl->fd, m, sizeof m, cl->cur_off);
-        if (!rc) rc = do_fsync(cl, cl->fd);
+        int rc = do_fsync(cl, cl->cur.fd);
         if (rc) LOG_WARN(MOD, "marking the end of %s: %s", cl->dir, ilion_strerror(rc));
     }
     cl_free(cl);

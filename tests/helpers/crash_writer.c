@@ -1,10 +1,12 @@
 /*
- * Crash-test child: writes durably (batch sync) from several threads and prints each key on
- * stdout, one line per key, only after its write is synced. The test kills it with SIGKILL at
- * a random moment, reopens the data in-process and checks every printed key is there.
+ * Crash-test child: writes from several threads and prints each key on stdout, one line per
+ * key, only once its write is acknowledged (batch: after the fsync covering it; periodic: as
+ * soon as storage_apply / commitlog_append returned). The test kills it with SIGKILL at a
+ * random moment, reopens the data in-process and checks every printed key is there.
  *
- *   crash_writer engine <dir> <first key> <threads>   storage engine in <dir>/data, <dir>/commitlog
- *   crash_writer log    <dir> <first key> <threads>   the commit log alone in <dir>
+ *   crash_writer engine <dir> <first key> <threads> [batch|periodic]   storage engine in
+ *                                                   <dir>/data, <dir>/commitlog
+ *   crash_writer log    <dir> <first key> <threads> [batch|periodic]   the commit log alone in <dir>
  *
  * Keys are first + i * threads + thread; crash_writer_value() gives each key's value, so the
  * checker can verify contents, not only presence. Runs until killed.
@@ -82,8 +84,8 @@ static void *log_writer(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: crash_writer engine|log <dir> <first key> <threads>\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: crash_writer engine|log <dir> <first key> <threads> [batch|periodic]\n");
         return 2;
     }
     bool engine = strcmp(argv[1], "engine") == 0;
@@ -91,6 +93,7 @@ int main(int argc, char **argv) {
     uint64_t first = strtoull(argv[3], NULL, 10);
     uint32_t nthreads = (uint32_t)atoi(argv[4]);
     if (nthreads < 1 || nthreads > 64) return 2;
+    enum storage_sync_mode mode = crash_writer_mode(argc == 6 ? argv[5] : NULL);
     log_set_level(LOG_LEVEL_WARN);
 
     storage_engine *e = NULL;
@@ -101,7 +104,7 @@ int main(int argc, char **argv) {
         snprintf(data, sizeof data, "%s/data", dir);
         snprintf(cld, sizeof cld, "%s/commitlog", dir);
         storage_options o;
-        crash_writer_engine_options(&o, data, cld);
+        crash_writer_engine_options(&o, data, cld, mode);
         rc = storage_open(&o, &e);
         if (!rc) {
             storage_table_options to;
@@ -110,7 +113,7 @@ int main(int argc, char **argv) {
         }
     } else {
         commitlog_options o = {0};
-        crash_writer_log_options(&o, dir);
+        crash_writer_log_options(&o, dir, mode);
         rc = commitlog_open(&o, 0, NULL, NULL, &cl);
     }
     if (rc) {

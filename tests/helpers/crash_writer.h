@@ -26,21 +26,28 @@ static inline uint32_t crash_writer_value(uint64_t key, uint8_t *out) {
     return len;
 }
 
+/* "batch" or "periodic" (the crash writer's last argument). */
+static inline enum storage_sync_mode crash_writer_mode(const char *s) {
+    return s && strcmp(s, "periodic") == 0 ? STORAGE_SYNC_PERIODIC : STORAGE_SYNC_BATCH;
+}
+
 /* Small segments and memtables so that runs roll segments, flush, discard and recycle. */
-static inline void crash_writer_engine_options(storage_options *o, const char *data, const char *cl) {
+static inline void crash_writer_engine_options(storage_options *o, const char *data, const char *cl,
+                                               enum storage_sync_mode mode) {
     storage_options_default(o);
     o->data_dir = data;
     o->commitlog_dir = cl;
-    o->sync_mode = STORAGE_SYNC_BATCH;
+    o->sync_mode = mode;
     o->segment_size = 128u << 10;
     o->memtable_space = 256u << 10;
     o->commitlog_total_space = 512u << 10;
 }
 
-static inline void crash_writer_log_options(commitlog_options *o, const char *dir) {
+static inline void crash_writer_log_options(commitlog_options *o, const char *dir,
+                                            enum storage_sync_mode mode) {
     memset(o, 0, sizeof *o);
     o->dir = dir;
-    o->sync_mode = STORAGE_SYNC_BATCH;
+    o->sync_mode = mode;
     o->segment_size = 64u << 10;
 }
 

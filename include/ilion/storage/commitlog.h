@@ -6,13 +6,15 @@
  * restarts (segment ids are never reused).
  *
  * Threads: commitlog_append, commitlog_wait, commitlog_is_synced, commitlog_position,
- * commitlog_discard_before and commitlog_active_bytes are safe from many threads at once. A sync
- * thread owned by the log writes the in-memory buffer out and fdatasyncs it; in batch mode a
- * thread blocked in commitlog_wait that finds the log idle does that write+fsync itself for
- * everyone pending (leader-based group commit, no thread hand-off). The sync callback runs on
- * whichever of those threads did the sync, one call at a time, and must only hand off. A failed
- * fsync (or write) is final: every later append and wait fails with ILION_ESYNCFAILED and the
- * callback gets that error.
+ * commitlog_discard_before and commitlog_active_bytes are safe from many threads at once.
+ * Segment files are memory-mapped: commitlog_append copies the record into the mapping (the
+ * page cache), so once it returns the record survives a crash of the process in every sync
+ * mode; only an OS crash or power loss can lose what is not yet fdatasynced. A sync thread owned
+ * by the log fdatasyncs; in batch mode a thread blocked in commitlog_wait that finds the log idle
+ * does that fsync itself for everyone pending (leader-based group commit, no thread hand-off).
+ * The sync callback runs on whichever of those threads did the sync, one call at a time, and
+ * must only hand off. A failed fsync is final: every later append and wait fails with
+ * ILION_ESYNCFAILED and the callback gets that error.
  */
 #ifndef ILION_STORAGE_COMMITLOG_H
 #define ILION_STORAGE_COMMITLOG_H
@@ -31,8 +33,6 @@ typedef struct commitlog_options {
     uint32_t sync_period_ms;           /* periodic: 0 = 10000 */
     uint32_t group_window_ms;          /* group: 0 = 15 */
     uint64_t segment_size;             /* 0 = 32 MiB; 4 KiB .. 4 GiB - 1 */
-    /* Bytes appended but not yet written out before commitlog_append blocks; 0 = 16 MiB. */
-    uint64_t max_buffer;
     /* Test hook: called instead of fdatasync(fd) when set; returns 0 or -errno. */
     int (*sync_fn)(void *arg, int fd);
     void *sync_fn_arg;
@@ -54,10 +54,11 @@ int commitlog_open(const commitlog_options *o, uint64_t replay_from, commitlog_r
                    void *arg, commitlog **out);
 void commitlog_close(commitlog *cl);   /* writes and syncs what was appended, stops the thread */
 
-/* Appends one record of 1 or more bytes (copied: one memcpy under a lock); *pos is the
- * position just past it (what must be synced). ILION_EINVALID for an empty payload,
- * ILION_ETOOBIG when it cannot fit in a segment, ILION_ESYNCFAILED after a failure. Blocks only
- * while max_buffer bytes are waiting to be written. */
+/* Appends one record of 1 or more bytes (copied into the segment's mapping under a lock: one
+ * memcpy, plus a rename when it starts a new segment); *pos is the position just past it (what
+ * must be synced). Never waits for I/O. ILION_EINVALID for an empty payload, ILION_ETOOBIG when
+ * it cannot fit in a segment, ILION_ESYNCFAILED after a failure, -errno when a new segment
+ * file cannot be made (nothing appended; a later append tries again). */
 int commitlog_append(commitlog *cl, const void *payload, size_t len, uint64_t *pos);
 /* True when pos may be acknowledged: always in periodic mode (unless failed), else once the
  * fsync covering pos has returned. */
@@ -76,9 +77,9 @@ uint64_t commitlog_active_bytes(commitlog *cl);
 typedef struct commitlog_stats {
     uint64_t appends;           /* records appended since open */
     uint64_t syncs;             /* fdatasync calls (including the test hook's) */
-    uint64_t writes;            /* pwrite batches */
-    uint64_t bytes_written;
-    uint64_t segments_created;  /* new files zero-filled (ahead of need by the sync thread, or on demand) */
+    uint64_t writes;            /* records and end markers copied into segment mappings */
+    uint64_t bytes_written;     /* their bytes */
+    uint64_t segments_created;  /* new files (zero-filled ahead of need by the sync thread, or allocated on demand) */
     uint64_t segments_recycled; /* discarded segment files reused for a new segment */
     uint64_t segments_live;     /* segments not yet discarded (including the current one) */
     uint64_t free_segments;     /* files in the free pool (recycled and zero-filled spares) */
