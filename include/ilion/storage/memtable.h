@@ -1,6 +1,8 @@
 /*
- * Memtable: one table's recent writes in a skiplist over an arena, ordered by
- * (token, partition key, entry kind, clustering key). A partition deletion is an entry of kind
+ * Memtable: one table's recent writes in skiplists over an arena, ordered by
+ * (token, partition key, entry kind, clustering key): a directory of buckets over the token
+ * space (sized from the memtable budget), each bucket its own skiplist, so a search walks a
+ * short list (docs/sstable-format.md §5). A partition deletion is an entry of kind
  * "header" sorted before the partition's rows; each row is its own entry. Updating an existing
  * row stores a freshly merged row and publishes it with one atomic pointer swap, so the old
  * bytes stay valid for readers until the memtable is freed.
