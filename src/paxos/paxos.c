@@ -265,7 +265,7 @@ static void kick(paxos *p) {
     p->want_compact = false;
     if (p->job_rewrite) {
         buf_reset(&p->st.pending);
-        pxs_snapshot(&p->st, &p->job_data);
+        pxs_snapshot(&p->st, &p->job_data, now_us(p) - (int64_t)p->o.state_ttl_s * 1000000);
         p->compact_floor = p->st.live_bytes;
     } else {
         buf tmp = p->job_data;
@@ -535,6 +535,7 @@ void paxos_options_default(paxos_options *o) {
     memset(o, 0, sizeof *o);
     o->cas_contention_timeout_ms = 1000;
     o->request_timeout_ms = 2000;
+    o->state_ttl_s = 864000;
 }
 
 int paxos_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster, const paxos_options *o,
@@ -548,6 +549,7 @@ int paxos_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluste
     p->o = *o;
     if (!p->o.cas_contention_timeout_ms) p->o.cas_contention_timeout_ms = 1000;
     if (!p->o.request_timeout_ms) p->o.request_timeout_ms = 2000;
+    if (!p->o.state_ttl_s) p->o.state_ttl_s = 864000;
     p->rq_tail = &p->rq_head;
     buf_init(&p->job_data);
     int rc = pxs_open(&p->st, o->data_dir);
@@ -569,6 +571,7 @@ int paxos_create(uv_loop_t *loop, storage_engine *engine, struct cluster *cluste
     }
     paxos_ballot_gen_init(&p->gen, node, (uint16_t)rng_next(p));
     /* A restart must not reuse ballots it promised or accepted before. */
+    paxos_ballot_observe(&p->gen, &p->st.floor);
     for (size_t i = 0; i < p->st.nbuckets; i++)
         for (px_entry *e = p->st.buckets[i]; e; e = e->next) {
             paxos_ballot_observe(&p->gen, &e->promised);
@@ -617,7 +620,12 @@ void paxos_get_stats(const paxos *p, paxos_stats *out) { *out = p->stats; }
 int paxos_replica_get(paxos *p, uint64_t table_id, const void *pk, uint32_t pklen, st_arena *a,
                       paxos_replica_state *out) {
     px_entry *e = pxs_find(&p->st, table_id, pk, pklen, false);
-    if (!e) return ILION_ENOTFOUND;
+    if (!e) {
+        if (paxos_ballot_is_none(&p->st.floor)) return ILION_ENOTFOUND;
+        memset(out, 0, sizeof *out);
+        out->promised = p->st.floor;
+        return 0;
+    }
     out->promised = e->promised;
     out->accepted = e->accepted;
     out->committed = e->committed;

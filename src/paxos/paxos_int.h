@@ -29,6 +29,9 @@ typedef struct px_store {
     buf pending;             /* records appended since the last sync job started */
     uint64_t log_bytes;      /* bytes in the file (after the jobs in flight) */
     uint64_t live_bytes;     /* bytes a rewrite would produce */
+    /* The highest ballot promised or committed by any key pruned so far: a key without an
+     * entry has promised this much (the high-water mark survives pruning). */
+    paxos_ballot floor;
 } px_store;
 
 /* Opens dir (created), loads the log. -errno or ILION_ECORRUPT. */
@@ -37,8 +40,10 @@ void pxs_close(px_store *s);
 px_entry *pxs_find(px_store *s, uint64_t table_id, const void *pk, uint32_t pklen, bool create);
 /* Appends the entry's full state to s->pending (made durable by the next sync job). */
 void pxs_record(px_store *s, const px_entry *e);
-/* Encodes every entry as a fresh log body (no header) into out. */
-void pxs_snapshot(px_store *s, buf *out);
+/* Drops entries with no proposal kept whose ballots are all older than prune_before_us
+ * (raising the floor), then encodes the floor and every entry as a fresh log body (no
+ * header) into out. */
+void pxs_snapshot(px_store *s, buf *out, int64_t prune_before_us);
 /* Sync-job side (any thread, one at a time): appends data and (with fsync) fdatasyncs; or, with rewrite,
  * writes header+data to a temporary file, fsyncs, renames over the log, fsyncs the dir and
  * switches s->fd. Only touches s->fd, s->dir, s->path. */

@@ -61,6 +61,7 @@ px_entry *pxs_find(px_store *s, uint64_t table_id, const void *pk, uint32_t pkle
     e->pklen = pklen;
     e->table_id = table_id;
     e->hash = h;
+    e->promised = s->floor;
     e->next = s->buckets[h & (s->nbuckets - 1)];
     s->buckets[h & (s->nbuckets - 1)] = e;
     s->count++;
@@ -96,8 +97,35 @@ void pxs_record(px_store *s, const px_entry *e) {
     s->log_bytes += s->pending.len - before;
 }
 
-void pxs_snapshot(px_store *s, buf *out) {
-    uint64_t live = 0;
+static void raise_floor(px_store *s, const paxos_ballot *b) {
+    if (paxos_ballot_cmp(b, &s->floor) > 0) s->floor = *b;
+}
+
+void pxs_snapshot(px_store *s, buf *out, int64_t prune_before_us) {
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (px_entry **pp = &s->buckets[i], *e; (e = *pp);) {
+            if (!e->proposal && paxos_ballot_us(&e->promised) < prune_before_us &&
+                paxos_ballot_us(&e->accepted) < prune_before_us && paxos_ballot_us(&e->committed) < prune_before_us) {
+                raise_floor(s, &e->promised);
+                raise_floor(s, &e->committed);
+                *pp = e->next;
+                s->count--;
+                free(e->pk);
+                free(e);
+                continue;
+            }
+            pp = &e->next;
+        }
+    size_t off = out->len;
+    buf_u32(out, 0);
+    buf_u32(out, 0);
+    buf_u8(out, 2); /* record type: the floor */
+    buf_put(out, s->floor.b, 16);
+    if (!out->oom) {
+        buf_patch_u32(out, off, 17);
+        buf_patch_u32(out, off + 4, crc32c(crc32c(0, out->data + off, 4), out->data + off + 8, 17));
+    }
+    uint64_t live = out->len - off;
     for (size_t i = 0; i < s->nbuckets; i++)
         for (px_entry *e = s->buckets[i]; e; e = e->next) {
             size_t before = out->len;
@@ -116,7 +144,16 @@ static int load_record(px_store *s, const uint8_t *p, size_t n) {
     uint64_t tid;
     uint32_t pklen, pl;
     const uint8_t *pk, *pb, *prop = NULL;
-    if (rd_u8(&r, &type) || type != 1 || rd_u64(&r, &tid) || rd_u32(&r, &pklen) ||
+    if (rd_u8(&r, &type)) return ILION_ECORRUPT;
+    if (type == 2) {
+        paxos_ballot f;
+        const uint8_t *fb;
+        if (rd_bytes(&r, 16, &fb) || rd_left(&r)) return ILION_ECORRUPT;
+        memcpy(f.b, fb, 16);
+        raise_floor(s, &f);
+        return 0;
+    }
+    if (type != 1 || rd_u64(&r, &tid) || rd_u32(&r, &pklen) ||
         rd_bytes(&r, pklen, &pk) || rd_bytes(&r, 48, &pb) || rd_u32(&r, &pl))
         return ILION_ECORRUPT;
     if (pl != UINT32_MAX && rd_bytes(&r, pl, &prop)) return ILION_ECORRUPT;

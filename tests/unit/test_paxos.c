@@ -59,12 +59,22 @@ static void open_engine(int i, storage_engine **out) {
     cr_assert_eq(storage_table_create(*out, TABLE, &to), 0);
 }
 
+/* An injected wall clock for ballots (0: the real one). */
+static int64_t fake_us;
+static uint32_t state_ttl_s;
+static int64_t fake_clock(void *arg) {
+    (void)arg;
+    return fake_us;
+}
+
 static void open_paxos(int i, bool with_cluster) {
     node *n = &nodes[i];
     char d[128];
     snprintf(d, sizeof d, "%s/n%d", tmpdir, i + 1);
     paxos_options po;
     paxos_options_default(&po);
+    if (fake_us) po.clock_us = fake_clock;
+    if (state_ttl_s) po.state_ttl_s = state_ttl_s;
     po.data_dir = d;
     po.rng_seed = (uint64_t)(i + 1) * 31337;
     po.cas_contention_timeout_ms = 5000;
@@ -136,6 +146,8 @@ static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ilion_px_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     memset(nodes, 0, sizeof nodes);
+    fake_us = 0;
+    state_ttl_s = 0;
 }
 
 static void teardown(void) {
@@ -545,4 +557,49 @@ Test(paxos, two_of_three_down_is_unavailable) {
     cr_assert_eq(o.required, 2);
     cr_assert_eq(o.alive, 1);
     cr_assert_eq(o.cl, PAXOS_CL_SERIAL);
+}
+
+Test(paxos, pruning_keeps_the_promise_high_water_mark) {
+    fake_us = 1700000000000000LL;
+    state_ttl_s = 60;
+    single_open();
+    client c = {.key = "old", .expected = -1};
+    cr_assert(cas_wait(nodes[0].px, &c, cond_incr).applied);
+    st_arena a;
+    arena_init(&a);
+    paxos_replica_state old, inprog, s;
+    cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "old", 3, &a, &old), 0);
+    /* a value accepted but never committed must never be pruned */
+    tres t = {0};
+    cr_assert_eq(paxos_test_propose_only(nodes[0].px, TABLE, reg_mutation(&a, "inprog", 5), NULL, on_test, &t), 0);
+    RUN_UNTIL(t.calls > 0, 5000);
+    cr_assert_eq(t.err, 0);
+    cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "inprog", 6, &a, &inprog), 0);
+    fake_us += 3600LL * 1000000;
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            paxos_compact(nodes[0].px);
+            run_ms(50);
+        } else { /* the floor is durable too */
+            paxos_destroy(nodes[0].px);
+            run_ms(10);
+            open_paxos(0, false);
+        }
+        cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "old", 3, &a, &s), 0);
+        cr_assert_null(s.proposal);
+        cr_assert(paxos_ballot_is_none(&s.accepted), "the entry itself was pruned");
+        cr_assert_geq(paxos_ballot_cmp(&s.promised, &old.promised), 0, "promise high-water mark lost");
+        /* another key never seen also starts at the floor */
+        cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "never", 5, &a, &s), 0);
+        cr_assert_geq(paxos_ballot_cmp(&s.promised, &old.promised), 0);
+        cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "inprog", 6, &a, &s), 0);
+        cr_assert_not_null(s.proposal, "an uncommitted accepted value was pruned");
+        cr_assert_eq(paxos_ballot_cmp(&s.accepted, &inprog.accepted), 0);
+    }
+    /* the pruned key still works, with a ballot above the floor */
+    c.expected = 0;
+    cr_assert(cas_wait(nodes[0].px, &c, cond_incr).applied);
+    cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "old", 3, &a, &s), 0);
+    cr_assert_gt(paxos_ballot_cmp(&s.committed, &old.promised), 0);
+    arena_free(&a);
 }

@@ -56,6 +56,10 @@ typedef struct paxos_options {
     uint32_t cas_contention_timeout_ms;   /* default 1000: total time a CAS may spend retrying */
     uint32_t request_timeout_ms;          /* default 2000 (write_request_timeout_in_ms) */
     uint64_t rng_seed;                    /* 0: from the clock */
+    /* Keys whose ballots are all older than this and keep no uncommitted value are dropped
+     * from the state when the log is rewritten (their promises live on in one floor ballot).
+     * Default 864000 (10 days, gc_grace_seconds' default). */
+    uint32_t state_ttl_s;
     /* Injected wall clock for ballots (tests); NULL: clock_now_us. */
     int64_t (*clock_us)(void *arg);
     void *clock_arg;
@@ -120,7 +124,8 @@ typedef struct paxos_stats {
 } paxos_stats;
 void paxos_get_stats(const paxos *p, paxos_stats *out);
 
-/* Replica state of one key as this node holds it; ILION_ENOTFOUND when none. The proposal
+/* Replica state of one key as this node holds it (a pruned key: promised = the floor);
+ * ILION_ENOTFOUND when none. The proposal
  * bytes (if any) are copied into a. */
 typedef struct paxos_replica_state {
     paxos_ballot promised, accepted, committed;
