@@ -42,6 +42,7 @@ static void setup(void) {
     paxos_options_default(&po);
     po.data_dir = data;
     po.rng_seed = 5;
+    po.cas_contention_timeout_ms = 5000; /* sanitizer builds on a loaded machine are slow */
     cr_assert_eq(paxos_create(&loop, eng, NULL, &po, &px), 0);
     cql_executor_options xo;
     memset(&xo, 0, sizeof xo);
@@ -267,9 +268,17 @@ Test(paxos_cql, concurrent_conditional_updates_apply_once) {
         start(q[i], &rs[i]);
     }
     wait_all(rs, CONC);
-    int napplied = 0, winner = -1;
+    int napplied = 0, winner = -1, nunknown = 0;
+    bool unknown[CONC] = {false};
     for (int i = 0; i < CONC; i++) {
-        cr_assert_eq(rs[i].opcode, 0x08, "request %d failed", i);
+        if (rs[i].opcode == 0x00) { /* only a WriteTimeout (unknown outcome) is acceptable */
+            cr_assert_geq(rs[i].len, 4);
+            cr_assert_eq(be32_get(rs[i].body), 0x1100, "request %d failed with 0x%x", i, be32_get(rs[i].body));
+            unknown[i] = true;
+            nunknown++;
+            continue;
+        }
+        cr_assert_eq(rs[i].opcode, 0x08);
         rows R;
         if (applied(&rs[i], &R)) {
             napplied++;
@@ -278,19 +287,24 @@ Test(paxos_cql, concurrent_conditional_updates_apply_once) {
             cr_assert_neq(cell_int(&R, "v"), 0, "not applied although v was 0");
         }
     }
-    cr_assert_eq(napplied, 1, "%d conditional updates applied", napplied);
+    cr_assert_leq(napplied, 1, "%d conditional updates applied", napplied);
+    cr_assert_geq(napplied + nunknown, 1);
+    run("SELECT v, w FROM ks.c WHERE k = 7", &o);
+    rows S = decode(&o);
+    if (napplied == 0) { /* the winner is one of the unknown outcomes */
+        winner = cell_int(&S, "v");
+        cr_assert(winner >= 1 && winner <= CONC && unknown[winner - 1]);
+    }
+    cr_assert_eq(cell_int(&S, "v"), winner);
+    cr_assert_eq(cell_int(&S, "w"), winner);
+    free(o.body);
     for (int i = 0; i < CONC; i++)
-        if (!applied(&rs[i], NULL)) {
+        if (!unknown[i] && !applied(&rs[i], NULL)) {
             rows R;
             applied(&rs[i], &R);
             cr_assert_eq(cell_int(&R, "v"), winner, "a loser saw another value than the winner's");
         }
     for (int i = 0; i < CONC; i++) free(rs[i].body);
-    run("SELECT v, w FROM ks.c WHERE k = 7", &o);
-    rows S = decode(&o);
-    cr_assert_eq(cell_int(&S, "v"), winner);
-    cr_assert_eq(cell_int(&S, "w"), winner);
-    free(o.body);
 }
 
 static void on_proposed(void *arg, int err) {
