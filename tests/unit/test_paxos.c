@@ -82,6 +82,8 @@ static void open_paxos(int i, bool with_cluster) {
     cr_assert_eq(paxos_create(&loop, n->eng, with_cluster ? n->cl : NULL, &po, &n->px), 0);
 }
 
+static const char *node_dc[N]; /* NULL: the default */
+
 static void node_start(int i) {
     node *n = &nodes[i];
     char ip[32], seed[64], cd[128];
@@ -97,6 +99,7 @@ static void node_start(int i) {
     o.gossip_interval_ms = 100;
     o.net_backoff_max_ms = 200;
     o.rng_seed = (uint64_t)(i + 1) * 7777;
+    o.dc = node_dc[i];
     snprintf(seed, sizeof seed, "127.0.0.1:%u,127.0.0.2:%u", port, port);
     const char *seeds[] = {seed};
     o.seeds = seeds;
@@ -148,6 +151,7 @@ static void setup(void) {
     memset(nodes, 0, sizeof nodes);
     fake_us = 0;
     state_ttl_s = 0;
+    memset(node_dc, 0, sizeof node_dc);
 }
 
 static void teardown(void) {
@@ -601,5 +605,59 @@ Test(paxos, pruning_keeps_the_promise_high_water_mark) {
     cr_assert(cas_wait(nodes[0].px, &c, cond_incr).applied);
     cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "old", 3, &a, &s), 0);
     cr_assert_gt(paxos_ballot_cmp(&s.committed, &old.promised), 0);
+    arena_free(&a);
+}
+
+static paxos_outcome cas_repl(paxos *px, const schema_replication *r, client *c, uint16_t scl) {
+    int before = c->calls;
+    c->busy = true;
+    cr_assert_eq(paxos_cas(px, r, TABLE, c->key, (uint32_t)strlen(c->key), NULL, scl, 6 /* LOCAL_QUORUM */,
+                           cond_incr, on_done, c), 0);
+    RUN_UNTIL(c->calls > before, 20000);
+    cr_assert_eq(c->calls, before + 1);
+    return c->last;
+}
+
+Test(paxos, local_serial_counts_local_dc_replicas_only) {
+    node_dc[0] = "dc1";
+    node_dc[1] = "dc1";
+    node_dc[2] = "dc2";
+    start_all();
+    schema_replication r;
+    memset(&r, 0, sizeof r);
+    r.cls = SCHEMA_REPL_NTS;
+    r.ndcs = 2;
+    snprintf(r.dcs[0].name, sizeof r.dcs[0].name, "dc1");
+    r.dcs[0].rf = 2;
+    snprintf(r.dcs[1].name, sizeof r.dcs[1].name, "dc2");
+    r.dcs[1].rf = 1;
+    client c = {.key = "ls", .expected = -1};
+    paxos_outcome o = cas_repl(nodes[0].px, &r, &c, PAXOS_CL_LOCAL_SERIAL);
+    cr_assert_eq(o.err, 0, "%s", ilion_strerror(o.err));
+    cr_assert(o.applied);
+    /* dc2's replica is not a participant of LOCAL_SERIAL, but it receives the commit */
+    st_arena a;
+    arena_init(&a);
+    paxos_replica_state s;
+    RUN_UNTIL(paxos_replica_get(nodes[2].px, TABLE, "ls", 2, &a, &s) == 0 && !paxos_ballot_is_none(&s.committed), 2000);
+    cr_assert_eq(paxos_replica_get(nodes[2].px, TABLE, "ls", 2, &a, &s), 0);
+    cr_assert(paxos_ballot_is_none(&s.accepted), "dc2 took part in a LOCAL_SERIAL round");
+    cr_assert(!paxos_ballot_is_none(&s.committed));
+    /* with the other dc1 replica down: LOCAL_SERIAL cannot reach 2 of dc1's 2, SERIAL reaches 2 of 3 */
+    node_stop(1);
+    run_ms(100);
+    c.expected = 0;
+    o = cas_repl(nodes[0].px, &r, &c, PAXOS_CL_LOCAL_SERIAL);
+    cr_assert_eq(o.err, ILION_EUNAVAILABLE);
+    cr_assert_eq(o.required, 2);
+    cr_assert_eq(o.alive, 1);
+    cr_assert_eq(o.cl, PAXOS_CL_LOCAL_SERIAL);
+    client c2 = {.key = "ls", .expected = 0};
+    int before = c2.calls;
+    c2.busy = true;
+    cr_assert_eq(paxos_cas(nodes[0].px, &r, TABLE, "ls", 2, NULL, PAXOS_CL_SERIAL, 1 /* ONE */, cond_incr, on_done, &c2), 0);
+    RUN_UNTIL(c2.calls > before, 20000);
+    cr_assert_eq(c2.last.err, 0, "%s", ilion_strerror(c2.last.err));
+    cr_assert(c2.last.applied);
     arena_free(&a);
 }
