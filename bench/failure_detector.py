@@ -146,6 +146,7 @@ commitlog_sync_period_in_ms: 10000
         self.stop_load()
         for p in self.procs.values():
             if p.poll() is None:
+                p.send_signal(signal.SIGCONT)     # a paused node cannot act on SIGTERM
                 p.send_signal(signal.SIGTERM)
         end = time.time() + 10
         for p in self.procs.values():
@@ -297,6 +298,48 @@ commitlog_sync_period_in_ms: 10000
             log("run %d: node%d restarted, UP everywhere after %.2f s" % (run, VICTIM, t_up))
         return down, up
 
+    # ---- phase 3 (optional): how long a stall must be to convict ---------------------------
+    def pause_phase(self):
+        """SIGSTOPs node 3 for each length in --pauses (a GC pause, a frozen VM, a blocked event
+        loop) and reports whether nodes 1 and 2 convicted it before the SIGCONT, and whether node
+        3, back, wrongly convicted anyone (its own silence is not theirs)."""
+        a = self.a
+        rows = []
+        observers = [i for i in NODES if i != VICTIM]
+        for plen in a.pauses:
+            log("pause %.1f s: letting gossip settle %ds" % (plen, a.settle))
+            time.sleep(a.settle)
+            if not self.all_up():
+                raise SystemExit("pause %.1f s: not every node UP before it" % plen)
+            offs = {i: self.log_size(i) for i in NODES}
+            res = {}
+            t0 = time.monotonic()
+            ths = [threading.Thread(target=self.watch_down, args=(o, VICTIM, t0, res, plen))
+                   for o in observers]
+            p = self.procs[VICTIM]
+            p.send_signal(signal.SIGSTOP)
+            for th in ths:
+                th.start()
+            try:
+                time.sleep(max(0.0, plen - (time.monotonic() - t0)))
+            finally:
+                p.send_signal(signal.SIGCONT)
+            tc = time.monotonic() - t0
+            for th in ths:
+                th.join()
+            t_up = self.wait_all_up(a.timeout)
+            time.sleep(3)       # let the resumed node run a few rounds of its own
+            own = self.log_lines(VICTIM, offs[VICTIM], r"is now DOWN")
+            guard = self.log_lines(VICTIM, offs[VICTIM], r"local pause of")
+            conv = {o: res[o]["t"] for o in observers}
+            rows.append(dict(plen=tc, conv=conv, up=t_up, own=len(own), guard=len(guard)))
+            log("pause %.1f s: %s; UP everywhere %.2f s after SIGCONT; node3 after it: %d "
+                "'is now DOWN', %d 'local pause'"
+                % (tc, ", ".join("node%d %s" % (o, "DOWN after %.2f s" % t if t is not None
+                                                else "never DOWN") for o, t in sorted(conv.items())),
+                   t_up, len(own), len(guard)))
+        return rows
+
     # ---- phase 2: false convictions under CPU load ----------------------------------------
     def load_phase(self):
         a = self.a
@@ -414,10 +457,11 @@ commitlog_sync_period_in_ms: 10000
         log("all 3 nodes see each other UP after %.1f s" % t)
         down, up = self.conviction_phase() if a.kills > 0 else ([], [])
         ld = self.load_phase() if a.load_minutes > 0 else None
-        self.summary(down, up, ld)
+        pz = self.pause_phase() if a.pauses else []
+        self.summary(down, up, ld, pz)
         return 0 if (ld is None or not ld["episodes"]) else 3
 
-    def summary(self, down, up, ld):
+    def summary(self, down, up, ld, pz):
         def mmm(xs):
             xs = [x for x in xs if x is not None]
             if not xs:
@@ -474,6 +518,14 @@ commitlog_sync_period_in_ms: 10000
             for i, lines in sorted(ld["pauses"].items()):
                 for ln in lines:
                     print("  node%d: %s" % (i, ln))
+        if pz:
+            print("SIGSTOP of node3 (stall length -> convicted by node1/node2 during the stall?):")
+            for r in pz:
+                print("  %5.1f s: %s; UP again %.2f s after SIGCONT; node3 then logged %d 'is now "
+                      "DOWN', %d 'local pause'"
+                      % (r["plen"], ", ".join("node%d %s" % (o, "DOWN at %.2f s" % t if t is not None
+                                                             else "up") for o, t in sorted(r["conv"].items())),
+                         r["up"], r["own"], r["guard"]))
         print("logs and configs: %s" % self.out)
 
 
@@ -485,6 +537,9 @@ def main():
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--settle", type=int, default=20, help="seconds of steady gossip before each kill and the load")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--pauses", type=lambda v: [float(x) for x in v.split(",") if x], default=[],
+                    help="comma-separated SIGSTOP lengths in seconds for node 3, after the load "
+                         "(default none)")
     ap.add_argument("--net", default="127.0.5", help="first three octets of the node addresses")
     ap.add_argument("--native-port", type=int, default=19342)
     ap.add_argument("--storage-port", type=int, default=17300)

@@ -2,7 +2,7 @@
 # Failure detection on real node processes (issue #4): time to convict a SIGKILLed node with
 # the default settings, and false convictions under full CPU load.
 #
-#   bench/failure_detector.sh [--load-minutes 10] [--kills 3] [--settle 20]
+#   bench/failure_detector.sh [--load-minutes 10] [--kills 3] [--settle 20] [--pauses 10,20]
 #
 # Builds build-fdbench/ilion if needed (or uses $ILION_BIN), starts 3 nodes on 127.0.5.1-3
 # (native 19342, storage 17300, admin 17399; --net/--native-port/--storage-port/--admin-port
@@ -12,7 +12,9 @@
 #      node shows every node UP is recorded; min/median/max are printed;
 #   2. runs nproc+1 `sha256sum /dev/zero` (normal priority) for --load-minutes while every
 #      node's /status is polled once per second; every DOWN seen for a node (none is killed
-#      then) is a false conviction; the nodes' "is now DOWN/UP" log lines are counted too.
+#      then) is a false conviction; the nodes' "is now DOWN/UP" log lines are counted too;
+#   3. (only with --pauses) SIGSTOPs node 3 for each given number of seconds: is it convicted
+#      during the stall, and does it, resumed, wrongly convict the others?
 # Everything started is stopped on exit. Node files and logs stay in $OUT (default a new
 # /tmp/ilion-fdbench.XXXXXX). Exit status 0, 3 if a false conviction was seen, 1 on error.
 # The logic is in bench/failure_detector.py (Python 3 standard library). docs/failure-detection.md
@@ -24,7 +26,7 @@ OUT=${OUT:-$(mktemp -d /tmp/ilion-fdbench.XXXXXX)}
 mkdir -p "$OUT"
 
 for a in "$@"; do
-    case "$a" in -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+    case "$a" in -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 done
 
 if [ -z "${ILION_BIN:-}" ]; then
