@@ -17,7 +17,7 @@
 #define PX_MAX_REPLICAS 32
 #define PX_COMPACT_MIN (4u << 20)
 
-enum { PH_PREPARE = 1, PH_PROPOSE = 2, PH_COMMIT = 3, PH_BACKOFF = 4, PH_TEST = 5 };
+enum { PH_PREPARE = 1, PH_PROPOSE = 2, PH_COMMIT = 3, PH_BACKOFF = 4, PH_REPAIR = 5 };
 
 typedef void (*px_local_cb)(void *arg, int err, uint8_t verb, const uint8_t *p, size_t n);
 
@@ -42,6 +42,7 @@ typedef struct px_call {
     uint32_t attempt;
     uint8_t phase;
     bool local;
+    int idx;                 /* replica index in the operation */
     uint64_t net_id;
 } px_call;
 
@@ -99,6 +100,11 @@ struct px_op {
     uint8_t *inprog;         /* arena */
     uint32_t inprog_len;
     bool have_inprog;
+    bool promised_by[PX_MAX_REPLICAS];
+    paxos_ballot rep_commit[PX_MAX_REPLICAS];
+    uint8_t *mc_value;       /* arena: the value of max_commit, when a promise carried it */
+    uint32_t mc_len;
+    bool have_mc_value;
     st_partition *merged;
     bool reproposing, empty;
     uint8_t *proposal;       /* arena */
@@ -374,6 +380,7 @@ static void replica_prepare(paxos *p, rd *r, px_reply *out) {
     buf_put(o, e->accepted.b, 16);
     put_opt_bytes(o, e->proposal, e->proposal_len, e->proposal != NULL);
     buf_put(o, e->committed.b, 16);
+    put_opt_bytes(o, e->cvalue, e->cvalue_len, e->cvalue != NULL);
     if (cur) {
         buf enc;
         buf_init(&enc);
@@ -478,6 +485,15 @@ static void replica_commit(paxos *p, rd *r, px_reply *out) {
         return;
     }
     if (paxos_ballot_cmp(&b, &e->committed) > 0) {
+        uint8_t *cv = malloc(plen ? plen : 1);
+        if (!cv) {
+            out->err = -ENOMEM;
+            return;
+        }
+        memcpy(cv, prop, plen);
+        free(e->cvalue);
+        e->cvalue = cv;
+        e->cvalue_len = plen;
         e->committed = b;
         /* The accepted value is decided now: its bytes are no longer needed (the ballots are
          * kept, so the promise high-water mark survives). */
@@ -703,22 +719,23 @@ static void call_remove(px_op *op, px_call *c) {
 }
 
 /* Sends verb+payload to every alive replica (in scope or all); counts immediate failures. */
-static void send_phase(px_op *op, uint8_t phase, uint8_t verb, const buf *payload, bool scope_only) {
+static void send_phase(px_op *op, uint8_t phase, uint8_t verb, const buf *payload, bool scope_only,
+                       const bool *only) {
     paxos *p = op->p;
     op->phase = phase;
     op->ok = op->rej = op->fail = op->timeouts = op->expected = 0;
     for (size_t i = 0; i < op->nrep; i++) {
-        if (scope_only && !op->rep_scope[i]) continue;
+        if ((scope_only && !op->rep_scope[i]) || (only && !only[i])) continue;
         if (!op->rep_local[i] && !cluster_is_alive(p->cluster, &op->reps[i])) continue;
         op->expected++;
     }
-    int need = phase == PH_COMMIT ? op->blockfor : op->quorum;
+    int need = phase == PH_COMMIT ? op->blockfor : phase == PH_REPAIR ? 1 : op->quorum;
     if (op->expected < need) {
         /* Replicas went down since the start: nothing would complete this phase. */
         paxos_outcome oc;
         memset(&oc, 0, sizeof oc);
-        if (phase == PH_COMMIT) {
-            op_timeout(op, 0, need, !op->reproposing);
+        if (phase == PH_COMMIT || phase == PH_REPAIR) {
+            op_timeout(op, 0, need, phase == PH_COMMIT && !op->reproposing);
             return;
         }
         if (phase == PH_PREPARE) {
@@ -733,7 +750,7 @@ static void send_phase(px_op *op, uint8_t phase, uint8_t verb, const buf *payloa
     }
     uint32_t attempt = op->attempt;
     for (size_t i = 0; i < op->nrep && !op->finished && op->attempt == attempt && op->phase == phase; i++) {
-        if (scope_only && !op->rep_scope[i]) continue;
+        if ((scope_only && !op->rep_scope[i]) || (only && !only[i])) continue;
         if (!op->rep_local[i] && !cluster_is_alive(p->cluster, &op->reps[i])) continue;
         px_call *c = calloc(1, sizeof *c);
         if (!c) {
@@ -744,6 +761,7 @@ static void send_phase(px_op *op, uint8_t phase, uint8_t verb, const buf *payloa
         c->attempt = op->attempt;
         c->phase = phase;
         c->local = op->rep_local[i];
+        c->idx = (int)i;
         c->next = op->calls;
         op->calls = c;
         op->refs++;
@@ -795,7 +813,7 @@ static void send_propose(px_op *op) {
     buf_put(&b, op->ballot.b, 16);
     buf_u32(&b, op->proposal_len);
     if (op->proposal_len) buf_put(&b, op->proposal, op->proposal_len);
-    send_phase(op, PH_PROPOSE, NET_VERB_PAXOS_PROPOSE, &b, true);
+    send_phase(op, PH_PROPOSE, NET_VERB_PAXOS_PROPOSE, &b, true, NULL);
     buf_free(&b);
 }
 
@@ -807,7 +825,7 @@ static void send_commit(px_op *op) {
     buf_u32(&b, op->proposal_len);
     if (op->proposal_len) buf_put(&b, op->proposal, op->proposal_len);
     uint32_t attempt = op->attempt;
-    send_phase(op, PH_COMMIT, NET_VERB_PAXOS_COMMIT, &b, false);
+    send_phase(op, PH_COMMIT, NET_VERB_PAXOS_COMMIT, &b, false, NULL);
     buf_free(&b);
     /* ANY: nobody needs to answer. */
     if (!op->finished && op->attempt == attempt && op->phase == PH_COMMIT && op->blockfor == 0) {
@@ -834,6 +852,26 @@ static void prepare_done(px_op *op) {
         op->proposal_len = op->inprog_len;
         send_propose(op);
         return;
+    }
+    /* A promiser that missed the most recent commit learns it first, so that the value is
+     * held by a quorum before anything newer is decided (Cassandra's commit repair). */
+    if (op->have_mc_value) {
+        bool stale[PX_MAX_REPLICAS] = {false};
+        bool any = false;
+        for (size_t i = 0; i < op->nrep; i++)
+            if (op->promised_by[i] && paxos_ballot_cmp(&op->rep_commit[i], &op->max_commit) < 0) stale[i] = any = true;
+        if (any) {
+            p->stats.commit_repairs++;
+            buf b;
+            buf_init(&b);
+            put_key(&b, op->table_id, op->pk, op->pklen);
+            buf_put(&b, op->max_commit.b, 16);
+            buf_u32(&b, op->mc_len);
+            if (op->mc_len) buf_put(&b, op->mc_value, op->mc_len);
+            send_phase(op, PH_REPAIR, NET_VERB_PAXOS_COMMIT, &b, false, stale);
+            buf_free(&b);
+            return;
+        }
     }
     /* Our commit must be newer (in µs) than every commit and acceptance seen. */
     if (paxos_ballot_us(&op->ballot) <= paxos_ballot_us(&op->max_seen)) {
@@ -885,15 +923,15 @@ static void prepare_done(px_op *op) {
     send_propose(op);
 }
 
-static void handle_promise(px_op *op, const uint8_t *payload, size_t len) {
+static void handle_promise(px_op *op, int idx, const uint8_t *payload, size_t len) {
     paxos *p = op->p;
     rd r;
     rd_init(&r, payload, len);
     uint8_t v, ok;
     paxos_ballot promised, accepted, committed;
-    const uint8_t *prop, *data;
-    uint32_t plen, dlen;
-    bool has_prop, has_data;
+    const uint8_t *prop, *data, *cv;
+    uint32_t plen, dlen, cvlen;
+    bool has_prop, has_data, has_cv;
     if (rd_u8(&r, &v) || v != PX_VERSION || rd_u8(&r, &ok) || rd_ballot(&r, &promised)) {
         op->fail++;
         return;
@@ -904,13 +942,25 @@ static void handle_promise(px_op *op, const uint8_t *payload, size_t len) {
         return;
     }
     if (rd_ballot(&r, &accepted) || rd_opt_bytes(&r, &prop, &plen, &has_prop) || rd_ballot(&r, &committed) ||
-        rd_opt_bytes(&r, &data, &dlen, &has_data)) {
+        rd_opt_bytes(&r, &cv, &cvlen, &has_cv) || rd_opt_bytes(&r, &data, &dlen, &has_data)) {
         op->fail++;
         return;
     }
     paxos_ballot_observe(&p->gen, &accepted);
     paxos_ballot_observe(&p->gen, &committed);
-    if (paxos_ballot_cmp(&committed, &op->max_commit) > 0) op->max_commit = committed;
+    if (paxos_ballot_cmp(&committed, &op->max_commit) > 0) {
+        op->max_commit = committed;
+        op->have_mc_value = false;
+    }
+    if (has_cv && !op->have_mc_value && paxos_ballot_cmp(&committed, &op->max_commit) == 0) {
+        op->mc_value = cvlen ? arena_dup(&op->arena, cv, cvlen) : NULL;
+        op->mc_len = op->mc_value ? cvlen : 0;
+        op->have_mc_value = true;
+    }
+    if (idx >= 0 && idx < PX_MAX_REPLICAS) {
+        op->promised_by[idx] = true;
+        op->rep_commit[idx] = committed;
+    }
     if (paxos_ballot_cmp(&committed, &op->max_seen) > 0) op->max_seen = committed;
     if (paxos_ballot_cmp(&accepted, &op->max_seen) > 0) op->max_seen = accepted;
     if (has_prop && paxos_ballot_cmp(&accepted, &op->inprog_ballot) > 0) {
@@ -942,6 +992,7 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
     call_remove(op, c);
     bool current = !op->finished && c->attempt == op->attempt && c->phase == op->phase;
     uint8_t phase = c->phase;
+    int idx = c->idx;
     free(c);
     if (!current) {
         if (!err && phase == PH_PREPARE && len >= 18) { /* still learn its ballots */
@@ -959,7 +1010,7 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
         if (err == ILION_ETIMEOUT) op->timeouts++;
     } else if (phase == PH_PREPARE) {
         if (verb != NET_VERB_PAXOS_PREPARE_RSP) op->fail++;
-        else handle_promise(op, payload, len);
+        else handle_promise(op, idx, payload, len);
     } else if (phase == PH_PROPOSE) {
         rd r;
         rd_init(&r, payload, len);
@@ -972,14 +1023,15 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
             if (ok) op->ok++;
             else op->rej++;
         }
-    } else if (phase == PH_COMMIT) {
+    } else if (phase == PH_COMMIT || phase == PH_REPAIR) {
         if (verb != NET_VERB_PAXOS_COMMIT_RSP) op->fail++;
         else op->ok++;
     }
     int answered = op->ok + op->rej + op->fail;
-    int need = phase == PH_COMMIT ? op->blockfor : op->quorum;
+    int need = phase == PH_COMMIT ? op->blockfor : phase == PH_REPAIR ? op->expected : op->quorum;
     if (op->ok >= need) {
-        if (phase == PH_PREPARE) prepare_done(op);
+        if (phase == PH_REPAIR) retry(op, false);
+        else if (phase == PH_PREPARE) prepare_done(op);
         else if (phase == PH_PROPOSE) send_commit(op);
         else if (op->reproposing) retry(op, false);
         else {
@@ -1000,7 +1052,7 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
             else if (op->ok > 0 || op->timeouts > 0 || op->fail > 0) op_timeout(op, op->ok, need, false);
             else if (answered == op->expected) retry(op, true);
         } else {
-            op_timeout(op, op->ok, need, !op->reproposing);
+            op_timeout(op, op->ok, need, phase == PH_COMMIT && !op->reproposing);
         }
     }
     op_unref(op);
@@ -1017,6 +1069,10 @@ static void start_attempt(px_op *op) {
     memset(&op->inprog_ballot, 0, sizeof op->inprog_ballot);
     memset(&op->max_commit, 0, sizeof op->max_commit);
     memset(&op->max_seen, 0, sizeof op->max_seen);
+    memset(op->promised_by, 0, sizeof op->promised_by);
+    op->have_mc_value = false;
+    op->mc_value = NULL;
+    op->mc_len = 0;
     op->reproposing = false;
     paxos_ballot_next(&p->gen, now_us(p), &op->ballot);
     buf b;
@@ -1024,7 +1080,7 @@ static void start_attempt(px_op *op) {
     put_key(&b, op->table_id, op->pk, op->pklen);
     buf_put(&b, op->ballot.b, 16);
     buf_put(&b, op->slice.data, op->slice.len);
-    send_phase(op, PH_PREPARE, NET_VERB_PAXOS_PREPARE, &b, true);
+    send_phase(op, PH_PREPARE, NET_VERB_PAXOS_PREPARE, &b, true, NULL);
     buf_free(&b);
 }
 
@@ -1147,15 +1203,16 @@ static void on_test_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
         rd r;
         rd_init(&r, payload, len);
         uint8_t v, ok;
-        if (verb != NET_VERB_PAXOS_PROPOSE_RSP || rd_u8(&r, &v) || rd_u8(&r, &ok)) err = ILION_EPROTOCOL;
+        if (verb == NET_VERB_PAXOS_COMMIT_RSP) err = 0;
+        else if (verb != NET_VERB_PAXOS_PROPOSE_RSP || rd_u8(&r, &v) || rd_u8(&r, &ok)) err = ILION_EPROTOCOL;
         else if (!ok) err = ILION_EEXISTS;
     }
     t->cb(t->arg, err);
     free(t);
 }
 
-int paxos_test_propose_only(paxos *p, uint64_t table_id, const st_partition *mutation, const void *to,
-                            paxos_test_cb cb, void *arg) {
+static int test_send(paxos *p, uint8_t verb, uint64_t table_id, const st_partition *mutation, const void *to,
+                     paxos_test_cb cb, void *arg) {
     if (!mutation || !cb || mutation->table_id != table_id || (to && !p->ns)) return ILION_EINVALID;
     paxos_ballot b;
     paxos_ballot_next(&p->gen, now_us(p), &b);
@@ -1185,11 +1242,21 @@ int paxos_test_propose_only(paxos *p, uint64_t table_id, const st_partition *mut
     } else {
         t->cb = cb;
         t->arg = arg;
-        if (!to) local_request(p, NET_VERB_PAXOS_PROPOSE, msg.data, msg.len, on_test_rsp, t);
-        else if ((rc = net_request(p->ns, to, NET_VERB_PAXOS_PROPOSE, msg.data, msg.len, p->o.request_timeout_ms,
+        if (!to) local_request(p, verb, msg.data, msg.len, on_test_rsp, t);
+        else if ((rc = net_request(p->ns, to, verb, msg.data, msg.len, p->o.request_timeout_ms,
                                    on_test_rsp, t, NULL)))
             free(t);
     }
     buf_free(&msg);
     return rc;
+}
+
+int paxos_test_propose_only(paxos *p, uint64_t table_id, const st_partition *mutation, const void *to,
+                            paxos_test_cb cb, void *arg) {
+    return test_send(p, NET_VERB_PAXOS_PROPOSE, table_id, mutation, to, cb, arg);
+}
+
+int paxos_test_commit_only(paxos *p, uint64_t table_id, const st_partition *mutation, const void *to,
+                           paxos_test_cb cb, void *arg) {
+    return test_send(p, NET_VERB_PAXOS_COMMIT, table_id, mutation, to, cb, arg);
 }

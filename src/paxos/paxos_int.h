@@ -18,6 +18,8 @@ typedef struct px_entry {
     paxos_ballot promised, accepted, committed;
     uint8_t *proposal;       /* malloc'd; NULL: none kept (none accepted, or committed since) */
     uint32_t proposal_len;
+    uint8_t *cvalue;         /* malloc'd: the value of the most recent commit (NULL: unknown) */
+    uint32_t cvalue_len;
 } px_entry;
 
 typedef struct px_store {

@@ -23,7 +23,7 @@ static uint64_t key_hash(uint64_t table_id, const void *pk, uint32_t pklen) {
 }
 
 static size_t entry_rec_size(const px_entry *e) {
-    return 8 + 1 + 8 + 4 + e->pklen + 48 + 4 + (e->proposal ? e->proposal_len : 0);
+    return 8 + 1 + 8 + 4 + e->pklen + 48 + 8 + (e->proposal ? e->proposal_len : 0) + (e->cvalue ? e->cvalue_len : 0);
 }
 
 static int grow(px_store *s) {
@@ -83,6 +83,8 @@ static void encode_entry(const px_entry *e, buf *out) {
     uint32_t pl = e->proposal ? e->proposal_len : 0;
     buf_u32(out, e->proposal ? pl : UINT32_MAX);
     if (e->proposal) buf_put(out, e->proposal, pl);
+    buf_u32(out, e->cvalue ? e->cvalue_len : UINT32_MAX);
+    if (e->cvalue) buf_put(out, e->cvalue, e->cvalue_len);
     if (out->oom) return;
     uint32_t blen = (uint32_t)(out->len - off - 8);
     buf_patch_u32(out, off, blen);
@@ -111,6 +113,7 @@ void pxs_snapshot(px_store *s, buf *out, int64_t prune_before_us) {
                 *pp = e->next;
                 s->count--;
                 free(e->pk);
+                free(e->cvalue);
                 free(e);
                 continue;
             }
@@ -143,7 +146,8 @@ static int load_record(px_store *s, const uint8_t *p, size_t n) {
     uint8_t type;
     uint64_t tid;
     uint32_t pklen, pl;
-    const uint8_t *pk, *pb, *prop = NULL;
+    const uint8_t *pk, *pb, *prop = NULL, *cv = NULL;
+    uint32_t cl;
     if (rd_u8(&r, &type)) return ILION_ECORRUPT;
     if (type == 2) {
         paxos_ballot f;
@@ -157,6 +161,7 @@ static int load_record(px_store *s, const uint8_t *p, size_t n) {
         rd_bytes(&r, pklen, &pk) || rd_bytes(&r, 48, &pb) || rd_u32(&r, &pl))
         return ILION_ECORRUPT;
     if (pl != UINT32_MAX && rd_bytes(&r, pl, &prop)) return ILION_ECORRUPT;
+    if (rd_u32(&r, &cl) || (cl != UINT32_MAX && rd_bytes(&r, cl, &cv))) return ILION_ECORRUPT;
     if (rd_left(&r)) return ILION_ECORRUPT;
     px_entry *e = pxs_find(s, tid, pk, pklen, true);
     if (!e) return -ENOMEM;
@@ -171,6 +176,15 @@ static int load_record(px_store *s, const uint8_t *p, size_t n) {
         if (!e->proposal) return -ENOMEM;
         memcpy(e->proposal, prop, pl);
         e->proposal_len = pl;
+    }
+    free(e->cvalue);
+    e->cvalue = NULL;
+    e->cvalue_len = 0;
+    if (cv) {
+        e->cvalue = malloc(cl ? cl : 1);
+        if (!e->cvalue) return -ENOMEM;
+        memcpy(e->cvalue, cv, cl);
+        e->cvalue_len = cl;
     }
     return 0;
 }
@@ -285,6 +299,7 @@ void pxs_close(px_store *s) {
             n = e->next;
             free(e->pk);
             free(e->proposal);
+            free(e->cvalue);
             free(e);
         }
     free(s->buckets);

@@ -661,3 +661,47 @@ Test(paxos, local_serial_counts_local_dc_replicas_only) {
     cr_assert(c2.last.applied);
     arena_free(&a);
 }
+
+/* "if column 1 == expected then set column 2" */
+static int cond_other_column(void *arg, const st_partition *cur, st_arena *a, st_partition **m) {
+    client *c = arg;
+    c->seen = reg_value(cur);
+    *m = NULL;
+    if (c->seen != c->expected) return 0;
+    st_partition *p = st_partition_new(a, TABLE, c->key, (uint32_t)strlen(c->key));
+    st_row *r = st_partition_row(a, p, "", 0);
+    st_row_set_cell(a, r, 2, 1, 0, 0, "x", 1);
+    *m = p;
+    return 0;
+}
+
+Test(paxos, a_commit_missed_by_a_promiser_is_repaired_first) {
+    start_all();
+    /* A commit of 55 reached node 1 only (its proposer's other commits were lost). */
+    st_arena a;
+    arena_init(&a);
+    tres t = {0};
+    cr_assert_eq(paxos_test_commit_only(nodes[0].px, TABLE, reg_mutation(&a, "krep", 55), NULL, on_test, &t), 0);
+    RUN_UNTIL(t.calls > 0, 5000);
+    cr_assert_eq(t.err, 0);
+    /* With node 3 down the quorum is {1, 2}: node 2 must learn 55 before anything newer. */
+    node_stop(2);
+    run_ms(100);
+    client c = {.key = "krep", .expected = 55};
+    paxos_outcome o = cas_wait(nodes[1].px, &c, cond_other_column);
+    cr_assert_eq(o.err, 0, "%s", ilion_strerror(o.err));
+    cr_assert(o.applied);
+    paxos_stats st;
+    paxos_get_stats(nodes[1].px, &st);
+    cr_assert_geq(st.commit_repairs, 1);
+    /* node 2 now holds the repaired commit's data (column 1 = 55; the CAS wrote column 2 only),
+     * so the quorum {2, 3} would see it too */
+    st_partition *p = NULL;
+    cr_assert_eq(storage_read(nodes[1].eng, TABLE, "krep", 4, NULL, 2000000000, &a, &p), 0);
+    cr_assert_eq(reg_value(p), 55);
+    paxos_replica_state s1, s2;
+    cr_assert_eq(paxos_replica_get(nodes[0].px, TABLE, "krep", 4, &a, &s1), 0);
+    cr_assert_eq(paxos_replica_get(nodes[1].px, TABLE, "krep", 4, &a, &s2), 0);
+    cr_assert_eq(paxos_ballot_cmp(&s1.committed, &s2.committed), 0);
+    arena_free(&a);
+}

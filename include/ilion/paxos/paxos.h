@@ -118,7 +118,7 @@ int paxos_cas(paxos *p, const schema_replication *repl, uint64_t table_id, const
 /* ---- hooks for tests ------------------------------------------------------------------- */
 
 typedef struct paxos_stats {
-    uint64_t cas, applied, not_applied, unavailable, timeouts, contentions, reproposals;
+    uint64_t cas, applied, not_applied, unavailable, timeouts, contentions, reproposals, commit_repairs;
     uint64_t prepares, proposes, commits;  /* replica side, handled */
     uint64_t log_syncs, log_compactions;
 } paxos_stats;
@@ -142,6 +142,11 @@ typedef void (*paxos_test_cb)(void *arg, int err);
 int paxos_test_propose_only(paxos *p, uint64_t table_id, const st_partition *mutation,
                             const void *to /* const net_addr *, NULL: local */, paxos_test_cb cb,
                             void *arg);
+
+/* Sends only a COMMIT of `mutation` (fresh ballot) to one replica: a commit that reached one
+ * replica only (commit repair tests). */
+int paxos_test_commit_only(paxos *p, uint64_t table_id, const st_partition *mutation,
+                           const void *to, paxos_test_cb cb, void *arg);
 
 /* Forces a rewrite of the state log (normally done when it grows). */
 int paxos_compact(paxos *p);
