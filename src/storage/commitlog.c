@@ -293,7 +293,7 @@ static bool ts_passed(const struct timespec *d) {
 static void run_cycle(commitlog *cl, bool do_sync) {
     cl_seg old[CL_CYCLE_SEGS];
     size_t nold = cl->nclosed < CL_CYCLE_SEGS ? cl->nclosed : CL_CYCLE_SEGS;
-    memcpy(old, cl->closed, nold * sizeof *old);
+    if (nold) memcpy(old, cl->closed, nold * sizeof *old);
     bool partial = nold < cl->nclosed;
     cl_seg cur = cl->cur;
     /* appends after this point are not covered; they stay pending */
