@@ -162,6 +162,10 @@ static int lwt_paxos_cond(void *arg, const st_partition *cur, st_arena *a, st_pa
     exec_req *r = arg;
     lwt *l = r->state;
     (void)a;
+    /* a DDL may have freed the definition while the round was in flight */
+    const schema_table *t = exec_table_again(r, l->tid, l->t);
+    if (!t) return ILION_ENOTFOUND;
+    l->t = t;
     l->applied = lwt_evaluate(r, l, cur);
     *m = l->applied && l->ml.n ? l->ml.v[0] : NULL;  /* paxos copies it */
     return 0;
@@ -170,6 +174,7 @@ static int lwt_paxos_cond(void *arg, const st_partition *cur, st_arena *a, st_pa
 static void lwt_paxos_done(void *arg, const paxos_outcome *o) {
     exec_req *r = arg;
     lwt *l = r->state;
+    if (o->err == ILION_ENOTFOUND && !lwt_still_there(r, l)) return;
     if (o->err) {
         coord_error e;
         memset(&e, 0, sizeof e);
