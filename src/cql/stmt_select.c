@@ -309,7 +309,9 @@ static storage_slice resume_slice(sel *s, storage_slice *tmp) {
 static void serial_done(void *arg, const paxos_outcome *o) {
     exec_req *r = arg;
     sel *s = r->state;
-    if (o->err) {
+    if (!still_there(r, s)) {
+        /* reported by sel_continue */
+    } else if (o->err) {
         s->err = 1;
         memset(&s->cerr, 0, sizeof s->cerr);
         s->cerr.cl = o->cl;
