@@ -3,8 +3,8 @@
  * tree holds no pointers into the schema (names are resolved at every execution), so a schema
  * change never leaves it dangling. Entries are reference counted: a request holds its entry
  * while it runs, so eviction or prepared_clear (after a DROP) never frees a tree in use.
- * Bounded: past PREPARED_MAX entries the oldest are evicted, and an EXECUTE of an evicted id
- * gets Unprepared, which drivers answer by preparing again. */
+ * Bounded: past PREPARED_MAX entries or PREPARED_MAX_BYTES the oldest are evicted, and an
+ * EXECUTE of an evicted id gets Unprepared, which drivers answer by preparing again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,8 @@
 
 #define PREPARED_BUCKETS 4096
 #define PREPARED_MAX 20000
+/* Each entry holds a parse tree (an arena of at least one 4 KiB block): bound the bytes too. */
+#define PREPARED_MAX_BYTES (32u << 20)
 
 struct prepared_stmt {
     struct prepared_stmt *next;          /* bucket chain */
@@ -38,7 +40,10 @@ struct prepared_cache {
     prepared_stmt *buckets[PREPARED_BUCKETS];
     prepared_stmt *oldest, *newest;
     size_t n;
+    size_t bytes;                        /* entry_bytes of the cached entries */
 };
+
+static size_t entry_bytes(const prepared_stmt *e) { return sizeof *e + e->len + 1 + e->arena.total; }
 
 prepared_cache *prepared_cache_new(void) { return calloc(1, sizeof(prepared_cache)); }
 
@@ -96,6 +101,7 @@ static void unlink_entry(prepared_cache *c, prepared_stmt *e) {
     e->next = e->older = e->newer = NULL;
     e->cached = false;
     c->n--;
+    c->bytes -= entry_bytes(e);
 }
 
 int prepared_put(prepared_cache *c, const uint8_t id[16], const char *ks, const char *q,
@@ -126,7 +132,8 @@ int prepared_put(prepared_cache *c, const uint8_t id[16], const char *ks, const 
     else c->oldest = e;
     c->newest = e;
     c->n++;
-    while (c->n > PREPARED_MAX) {
+    c->bytes += entry_bytes(e);
+    while (c->n > PREPARED_MAX || (c->bytes > PREPARED_MAX_BYTES && c->oldest != e)) {
         prepared_stmt *o = c->oldest;
         unlink_entry(c, o);
         prepared_unref(o);

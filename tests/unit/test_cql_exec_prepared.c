@@ -381,3 +381,27 @@ Test(prepared_inflight, drop_while_executes_are_in_flight) {
     cr_assert_eq(err_code(&r), 0x2500, "the cache forgot the statement");
     free(r.body);
 }
+
+/* Every entry holds a parse tree, so the cache is bounded in bytes as well as entries: after
+ * many distinct statements the oldest answer Unprepared and the newest still run. */
+Test(prepared, cache_bounded_in_bytes) {
+    ok("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    ok("USE ks");
+    ok("CREATE TABLE t (k int PRIMARY KEY, v int)");
+    enum { N = 10000 };   /* > 32 MiB of trees at >= 4 KiB each, < the 20000-entry bound */
+    uint8_t first[16], last[16];
+    char q[96];
+    for (int i = 0; i < N; i++) {
+        snprintf(q, sizeof q, "SELECT v FROM t WHERE k = ? LIMIT %d", i + 1);
+        prepare(q, i == 0 ? first : last);
+    }
+    uint8_t b0[4];
+    cql_value v0 = ival(b0, 0);
+    resp r = execute(first, &v0, 1);
+    cr_assert_eq(err_code(&r), 0x2500, "the oldest statement was evicted");
+    free(r.body);
+    r = execute(last, &v0, 1);
+    int32_t got[2];
+    cr_assert_eq(rows_ints(&r, got, 2), 0);
+    free(r.body);
+}
