@@ -31,9 +31,14 @@ static void clear_dir(void) {
     closedir(d);
 }
 
-static int no_sync(void *arg, int fd) { return 0; }
+static int no_sync(void *arg, int fd) {
+    (void)arg;
+    (void)fd;
+    return 0;
+}
 
 static int count_cb(void *arg, const uint8_t *payload, size_t len, uint64_t pos) {
+    (void)pos;
     uint64_t *n = arg;
     /* touch every byte so ASan sees out-of-bounds payloads */
     uint8_t x = 0;
