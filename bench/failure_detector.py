@@ -327,7 +327,8 @@ commitlog_sync_period_in_ms: 10000
             tc = time.monotonic() - t0
             for th in ths:
                 th.join()
-            t_up = self.wait_all_up(a.timeout)
+            lag = time.monotonic() - t0 - tc      # the watchers stop at their next poll
+            t_up = lag + self.wait_all_up(a.timeout)
             time.sleep(3)       # let the resumed node run a few rounds of its own
             own = self.log_lines(VICTIM, offs[VICTIM], r"is now DOWN")
             guard = self.log_lines(VICTIM, offs[VICTIM], r"local pause of")

@@ -42,11 +42,11 @@ if [ -z "${ILION_BIN:-}" ]; then
         echo "== build failed (see $OUT/build.log); using the existing $B/ilion from $(date -u -r "$B/ilion" +%FT%TZ)"
     fi
     ILION_BIN=$B/ilion
+    echo "== source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src include 2>/dev/null || echo ' + uncommitted changes in src/include')"
 fi
 # A copy, so that a rebuild during the run does not change the binary under test.
 cp "$ILION_BIN" "$OUT/ilion"
 ILION_BIN=$OUT/ilion
-echo "== source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src include 2>/dev/null || echo ' + uncommitted changes in src/include')"
 
 # If the Python side dies without cleaning up (SIGKILL), stop what it recorded as started:
 # only those pids, and only if they still run the programs we started.
