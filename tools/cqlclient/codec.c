@@ -82,6 +82,7 @@ static void put_params(buf *b, const cqlc_params *p) {
     if (p->skip_metadata) flags |= 0x02;
     if (p->page_size > 0) flags |= 0x04;
     if (p->paging_state) flags |= 0x08;
+    if (p->serial_consistency) flags |= 0x10;
     if (p->timestamp != INT64_MIN) flags |= 0x20;
     buf_u16(b, p->consistency);
     buf_u8(b, flags);
@@ -94,6 +95,7 @@ static void put_params(buf *b, const cqlc_params *p) {
         buf_u32(b, (uint32_t)p->paging_state_len);
         buf_put(b, p->paging_state, (size_t)p->paging_state_len);
     }
+    if (p->serial_consistency) buf_u16(b, p->serial_consistency);
     if (p->timestamp != INT64_MIN) buf_u64(b, (uint64_t)p->timestamp);
 }
 
@@ -323,8 +325,34 @@ static int decode_prepared(rd *r, st_arena *a, cqlc_result *res) {
 static int decode_error(rd *r, st_arena *a, cqlc_result *res) {
     if (rd_u32(r, &res->err_code) < 0) return -1;
     if (get_cstring(r, a, &res->err_msg) < 0) return -1;
-    /* The code-specific extra fields are left unread: callers use code and message. */
-    return 0;
+    res->err_cl = 0xffff;
+    /* The code-specific fields (§8 of the spec) are optional to us: a body that ends after the
+     * message, or whose extras are cut short, still decodes (code and message are what
+     * matter); the fields are set only when complete. */
+    uint16_t cl;
+    int32_t a1, a2, nfail;
+    const char *wt = NULL;
+    switch (res->err_code) {
+    case 0x1000: /* Unavailable: cl, required, alive */
+        if (rd_u16(r, &cl) < 0 || get_i32(r, &a1) < 0 || get_i32(r, &a2) < 0) return 0;
+        res->err_cl = cl;
+        res->err_blockfor = a1;
+        res->err_received = a2;
+        return 0;
+    case 0x1200: /* ReadTimeout: cl, received, blockfor, data_present */
+    case 0x1100: /* WriteTimeout: cl, received, blockfor, write_type */
+    case 0x1500: /* WriteFailure: cl, received, blockfor, numfailures, write_type */
+        if (rd_u16(r, &cl) < 0 || get_i32(r, &a1) < 0 || get_i32(r, &a2) < 0) return 0;
+        if (res->err_code == 0x1500 && get_i32(r, &nfail) < 0) return 0;
+        if (res->err_code != 0x1200 && get_cstring(r, a, &wt) < 0) return 0;
+        res->err_cl = cl;
+        res->err_received = a1;
+        res->err_blockfor = a2;
+        res->err_write_type = wt;
+        return 0;
+    default:
+        return 0;
+    }
 }
 
 static int decode_supported(rd *r, st_arena *a, cqlc_result *res) {

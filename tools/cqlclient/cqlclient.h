@@ -113,6 +113,13 @@ typedef struct cqlc_result {
     /* ERROR */
     uint32_t err_code;
     const char *err_msg;        /* NUL-terminated */
+    /* Code-specific fields, when the body carries them (else err_cl 0xffff, others 0/NULL):
+     * Unavailable (cl, required in err_blockfor, alive in err_received), ReadTimeout,
+     * WriteTimeout and WriteFailure (cl, received, blockfor); the write type ("SIMPLE",
+     * "BATCH", "CAS", ...) of WriteTimeout and WriteFailure, NUL-terminated. */
+    uint16_t err_cl;
+    int32_t err_received, err_blockfor;
+    const char *err_write_type;
     /* ROWS */
     cqlc_metadata meta;
     int32_t nrows;
@@ -155,6 +162,8 @@ typedef struct cqlc_params {
     const uint8_t *paging_state;
     int32_t paging_state_len;
     int64_t timestamp;           /* INT64_MIN: none */
+    uint16_t serial_consistency; /* SERIAL or LOCAL_SERIAL for conditional statements and
+                                  * SERIAL reads (flag 0x10); 0: not sent (server default) */
 } cqlc_params;
 void cqlc_params_init(cqlc_params *p, uint16_t consistency);
 

@@ -1,8 +1,9 @@
 /*
  * ilion-stress: a cassandra-stress-like load generator on one libuv loop. It connects to the
- * given node, creates keyspace1.standard1, learns the ring from system.local/system.peers,
- * opens connections to every node, and runs `threads * inflight` logical request slots, each
- * routing its key to a replica by Murmur3 token.
+ * given node, creates keyspace1.standard1 (cas: keyspace1.cas1), learns the ring from
+ * system.local/system.peers, opens connections to every node, and runs `threads * inflight`
+ * logical request slots, each routing its key to a replica by Murmur3 token. `cas` ends with a
+ * SERIAL read of every register it touched, checked against the outcomes it counted.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +40,9 @@ typedef struct sconn {
     uint16_t ins_len;
     uint8_t sel_id[256];
     uint16_t sel_len;
+    uint8_t upd_id[256];      /* cas: the conditional UPDATE */
+    uint16_t upd_len;
+    int nprep;                /* statements prepared so far (ins, sel[, upd]) */
     /* A node that has not yet applied the new table answers PREPARE with Invalid: retry. */
     uv_timer_t retry;
     bool retry_init;
@@ -69,7 +73,27 @@ typedef struct worker {
     uint64_t queue_ns;
     uint64_t vstart_ns;
     uint64_t vfree_ns;
+    /* cas */
+    bool cas_update;  /* UPDATE .. IF v = expect (else INSERT .. IF NOT EXISTS) */
+    int64_t expect;
+    int retries;      /* final check: attempts of this key's SERIAL read */
 } worker;
+
+/* One register of `cas` (key index - pop.lo). A register is created with v = 0 and only ever
+ * incremented by one with `IF v = old`, so it moves by the number of increments applied:
+ * at least those answered [applied]=true, at most those plus the ones whose outcome is
+ * unknown (WriteTimeout, lost connection, client timeout). Its starting value (`base`: 0, or
+ * what an earlier run left) is the value in the first answer for the key: every increment is
+ * sent after that answer arrived, so none can be counted in it. */
+enum { REG_UNTOUCHED = 0, REG_CREATING, REG_KNOWN };
+typedef struct cas_reg {
+    int64_t base;      /* value before this run's increments (valid once has_base) */
+    int64_t value;     /* the last value seen (a guess while others race on the key) */
+    uint32_t applied;  /* increments answered [applied]=true */
+    uint32_t unknown;  /* increments whose outcome is unknown */
+    uint8_t state;
+    bool has_base;
+} cas_reg;
 
 struct stress {
     stress_opts o;
@@ -92,6 +116,7 @@ struct stress {
     /* statements */
     char ins_cql[8192];
     char sel_cql[8192];
+    char upd_cql[1024];
 
     /* run */
     worker *workers;
@@ -117,12 +142,25 @@ struct stress {
     size_t valcap;
     int exit_code;
     int rr;
+
+    /* cas */
+    cas_reg *regs;
+    uint64_t nregs;
+    uint64_t applied, not_applied, unknown, increments, created;
+    uint64_t iv_applied, iv_not_applied, iv_unknown;
+    bool verifying, verify_stop;
+    uint64_t run_end_ns;
+    uint64_t verify_pos;
+    int verify_inflight;
+    uint64_t checked, violations, unverified;
 };
 
 static bool finished;
 static void start_run(stress *st);
 static void issue(worker *w);
 static void finish(stress *st);
+static void verify_start(stress *st);
+static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
 
 static void fatal_setup(stress *st, const char *what, int rc, const cqlc_result *res) {
     if (res && res->kind == CQLC_KIND_ERROR)
@@ -218,6 +256,14 @@ static int boot_query(stress *st, const char *cql) {
 
 static void build_statements(stress *st) {
     const stress_opts *o = &st->o;
+    if (o->command == STRESS_CAS) {
+        snprintf(st->ins_cql, sizeof st->ins_cql,
+                 "INSERT INTO %s.cas1 (k, v) VALUES (?, ?) IF NOT EXISTS", o->keyspace);
+        snprintf(st->upd_cql, sizeof st->upd_cql, "UPDATE %s.cas1 SET v = ? WHERE k = ? IF v = ?",
+                 o->keyspace);
+        snprintf(st->sel_cql, sizeof st->sel_cql, "SELECT v FROM %s.cas1 WHERE k = ?", o->keyspace);
+        return;
+    }
     size_t n = 0;
     n += (size_t)snprintf(st->ins_cql + n, sizeof st->ins_cql - n,
                           "INSERT INTO %s.standard1 (key", o->keyspace);
@@ -272,8 +318,13 @@ static void conn_ready(cqlc_conn *c, int status, void *arg) {
     prepare_next(sc);
 }
 
+/* Statements prepared on every connection: the insert, the select, and for cas the update. */
+static int nstatements(const stress *st) { return st->o.command == STRESS_CAS ? 3 : 2; }
+
 static void prepare_next(sconn *sc) {
-    int rc = cqlc_prepare(sc->c, sc->ins_len ? sc->st->sel_cql : sc->st->ins_cql, conn_prepared, sc);
+    const stress *st = sc->st;
+    const char *cql = sc->nprep == 0 ? st->ins_cql : sc->nprep == 1 ? st->sel_cql : st->upd_cql;
+    int rc = cqlc_prepare(sc->c, cql, conn_prepared, sc);
     if (rc < 0) {
         sc->failed = true;
         conn_settled(sc->st);
@@ -316,14 +367,14 @@ static void conn_prepared(cqlc_conn *c, int status, const cqlc_result *res, void
         conn_settled(st);
         return;
     }
-    if (sc->ins_len == 0) {
-        memcpy(sc->ins_id, res->prepared_id, res->prepared_id_len);
-        sc->ins_len = res->prepared_id_len;
+    uint8_t *id = sc->nprep == 0 ? sc->ins_id : sc->nprep == 1 ? sc->sel_id : sc->upd_id;
+    uint16_t *idlen = sc->nprep == 0 ? &sc->ins_len : sc->nprep == 1 ? &sc->sel_len : &sc->upd_len;
+    memcpy(id, res->prepared_id, res->prepared_id_len);
+    *idlen = res->prepared_id_len;
+    if (++sc->nprep < nstatements(st)) {
         prepare_next(sc);
         return;
     }
-    memcpy(sc->sel_id, res->prepared_id, res->prepared_id_len);
-    sc->sel_len = res->prepared_id_len;
     sc->ready = true;
     conn_settled(st);
 }
@@ -380,12 +431,19 @@ static void boot_step(cqlc_conn *c, int status, const cqlc_result *res, void *ar
             return;
         }
         {
-            size_t n = (size_t)snprintf(cql, sizeof cql,
-                                        "CREATE TABLE IF NOT EXISTS %s.standard1 (key blob PRIMARY KEY",
-                                        o->keyspace);
-            for (int i = 0; i < o->ncols && n < sizeof cql; i++)
-                n += (size_t)snprintf(cql + n, sizeof cql - n, ", \"C%d\" blob", i);
-            if (n < sizeof cql) n += (size_t)snprintf(cql + n, sizeof cql - n, ")");
+            size_t n;
+            if (o->command == STRESS_CAS) {
+                n = (size_t)snprintf(cql, sizeof cql,
+                                     "CREATE TABLE IF NOT EXISTS %s.cas1 (k blob PRIMARY KEY, v bigint)",
+                                     o->keyspace);
+            } else {
+                n = (size_t)snprintf(cql, sizeof cql,
+                                     "CREATE TABLE IF NOT EXISTS %s.standard1 (key blob PRIMARY KEY",
+                                     o->keyspace);
+                for (int i = 0; i < o->ncols && n < sizeof cql; i++)
+                    n += (size_t)snprintf(cql + n, sizeof cql - n, ", \"C%d\" blob", i);
+                if (n < sizeof cql) n += (size_t)snprintf(cql + n, sizeof cql - n, ")");
+            }
             const char *glue = " WITH";
             if (o->compaction[0] && n < sizeof cql) {
                 n += (size_t)snprintf(cql + n, sizeof cql - n, "%s compaction = {'class': '%s'}",
@@ -577,7 +635,256 @@ static void check_threshold(stress *st) {
 }
 
 static void maybe_finish(stress *st) {
-    if (st->completed == st->issued && !may_issue(st)) finish(st);
+    if (st->verifying) return; /* the final check ends the run itself */
+    if (st->completed == st->issued && !may_issue(st)) {
+        if (st->o.command == STRESS_CAS && st->started) verify_start(st);
+        else finish(st);
+    }
+}
+
+/* ---- cas ---- */
+
+static cas_reg *reg_of(stress *st, uint64_t key) { return &st->regs[key - st->o.pop.lo]; }
+
+static void put_be64(uint8_t *p, int64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+}
+
+/* Sends the next operation of a cas slot on key w->key: the creation of the register while
+ * its value is not known, else an increment conditional on the value last seen. */
+static int send_cas(stress *st, worker *w, sconn *sc, const uint8_t *key, size_t klen) {
+    const stress_opts *o = &st->o;
+    cas_reg *g = reg_of(st, w->key);
+    w->cas_update = g->state == REG_KNOWN;
+    w->expect = g->value;
+    if (g->state == REG_UNTOUCHED) g->state = REG_CREATING;
+    cqlc_params p;
+    cqlc_params_init(&p, (uint16_t)o->cl);
+    p.serial_consistency = (uint16_t)o->serial_cl;
+    if (o->prepared) {
+        uint8_t nv[8], ov[8];
+        cqlc_value vals[3];
+        if (w->cas_update) {
+            put_be64(nv, w->expect + 1);
+            put_be64(ov, w->expect);
+            vals[0] = (cqlc_value){nv, 8};
+            vals[1] = (cqlc_value){key, (int32_t)klen};
+            vals[2] = (cqlc_value){ov, 8};
+            p.values = vals;
+            p.nvalues = 3;
+            return cqlc_execute(sc->c, sc->upd_id, sc->upd_len, &p, op_done, w);
+        }
+        put_be64(nv, 0);
+        vals[0] = (cqlc_value){key, (int32_t)klen};
+        vals[1] = (cqlc_value){nv, 8};
+        p.values = vals;
+        p.nvalues = 2;
+        return cqlc_execute(sc->c, sc->ins_id, sc->ins_len, &p, op_done, w);
+    }
+    char khex[64], cql[512];
+    hexify(khex, key, klen);
+    if (w->cas_update)
+        snprintf(cql, sizeof cql, "UPDATE %s.cas1 SET v = %" PRId64 " WHERE k = 0x%s IF v = %" PRId64,
+                 o->keyspace, w->expect + 1, khex, w->expect);
+    else
+        snprintf(cql, sizeof cql, "INSERT INTO %s.cas1 (k, v) VALUES (0x%s, 0) IF NOT EXISTS",
+                 o->keyspace, khex);
+    return cqlc_query(sc->c, cql, &p, op_done, w);
+}
+
+/* Errors after which the statement certainly did not run (it was refused before any Paxos
+ * round started); any other failure leaves the outcome unknown. */
+static bool error_is_definite(uint32_t code) {
+    switch (code) {
+    case 0x000A: /* Protocol error */
+    case 0x1000: /* Unavailable: nothing sent */
+    case 0x1001: /* Overloaded */
+    case 0x1002: /* IsBootstrapping */
+    case 0x2000: /* Syntax error */
+    case 0x2100: /* Unauthorized */
+    case 0x2200: /* Invalid */
+    case 0x2300: /* Config error */
+    case 0x2500: /* Unprepared */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Accounts one cas answer; returns true when it was a definite answer ([applied] true/false). */
+static bool cas_outcome(stress *st, worker *w, int status, const cqlc_result *res) {
+    cas_reg *g = reg_of(st, w->key);
+    const char *what = w->cas_update ? "update" : "create";
+    bool indeterminate = false, definite = false;
+    if (status < 0) {
+        note_error(st, "cas %s key %" PRIu64 ": %s (outcome unknown)", what, w->key,
+                   ilion_strerror(status));
+        indeterminate = true;
+    } else if (res->kind == CQLC_KIND_ERROR && res->err_code == 0x1100) {
+        /* WriteTimeout: CAS (the Paxos round did not finish: the value may still be chosen),
+         * or SIMPLE in the commit phase (decided, but we cannot tell whether the condition
+         * held). Either way the register may or may not have moved. */
+        st->unknown++;
+        st->iv_unknown++;
+        indeterminate = true;
+    } else if (res->kind == CQLC_KIND_ERROR) {
+        indeterminate = !error_is_definite(res->err_code);
+        note_error(st, "cas %s key %" PRIu64 ": %s: %s%s", what, w->key, cqlc_error_name(res->err_code),
+                   res->err_msg, indeterminate ? " (outcome unknown)" : "");
+    } else if (res->kind != CQLC_KIND_ROWS || res->nrows < 1 || res->meta.ncols < 1 ||
+               res->cells[0].len != 1) {
+        note_error(st, "cas %s key %" PRIu64 ": answer is not an [applied] row (kind %d)", what,
+                   w->key, res->kind);
+        indeterminate = true;
+    } else if (res->cells[0].data[0]) {
+        definite = true;
+        st->applied++;
+        st->iv_applied++;
+        if (w->cas_update) {
+            g->applied++;
+            st->increments++;
+            g->value = w->expect + 1;
+        } else {
+            st->created++;
+            g->value = 0;
+        }
+        if (!g->has_base) g->base = g->value, g->has_base = true;
+        g->state = REG_KNOWN;
+    } else {
+        definite = true;
+        st->not_applied++;
+        st->iv_not_applied++;
+        int vi = res->meta.no_metadata ? -1 : cqlc_result_column(res, "v");
+        int64_t v;
+        if (vi < 0) {
+            /* No row (only [applied] comes back): the register must be created first. */
+            g->state = g->state == REG_KNOWN ? REG_CREATING : g->state;
+        } else if (cqlc_cell_bigint(&res->cells[vi], &v) == 0) {
+            g->value = v;
+            if (!g->has_base) g->base = v, g->has_base = true;
+            g->state = REG_KNOWN;
+        } else {
+            note_error(st, "cas %s key %" PRIu64 ": the register holds no bigint (length %d)", what,
+                       w->key, (int)res->cells[vi].len);
+            definite = false;
+        }
+    }
+    if (indeterminate && w->cas_update) g->unknown++;
+    return definite;
+}
+
+/* ---- cas: the final check, one SERIAL read per register touched ---- */
+
+#define VERIFY_SLOTS 64
+#define VERIFY_ATTEMPTS 5
+
+static void verify_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg);
+
+static int verify_send(stress *st, worker *w) {
+    const stress_opts *o = &st->o;
+    uint8_t key[24];
+    size_t klen = stress_key_bytes(w->key, key);
+    sconn *sc = pick_conn(st, w, key, klen);
+    if (!sc) return ILION_EUNAVAILABLE;
+    cqlc_params p;
+    cqlc_params_init(&p, (uint16_t)o->serial_cl);
+    if (o->prepared) {
+        cqlc_value v = {key, (int32_t)klen};
+        p.values = &v;
+        p.nvalues = 1;
+        return cqlc_execute(sc->c, sc->sel_id, sc->sel_len, &p, verify_done, w);
+    }
+    char khex[64], cql[512];
+    hexify(khex, key, klen);
+    snprintf(cql, sizeof cql, "SELECT v FROM %s.cas1 WHERE k = 0x%s", o->keyspace, khex);
+    return cqlc_query(sc->c, cql, &p, verify_done, w);
+}
+
+/* Gives slot w the next register to check (or again the same one when retry); finishes the
+ * run once every register was checked and no read is in flight. */
+static void verify_next(stress *st, worker *w, bool retry) {
+    for (;;) {
+        if (!retry) {
+            while (!st->verify_stop && st->verify_pos < st->nregs &&
+                   st->regs[st->verify_pos].state == REG_UNTOUCHED)
+                st->verify_pos++;
+            if (st->verify_stop || st->verify_pos >= st->nregs) {
+                if (st->verify_inflight == 0) finish(st);
+                return;
+            }
+            w->key = st->o.pop.lo + st->verify_pos++;
+            w->retries = 0;
+        }
+        retry = false;
+        int rc = verify_send(st, w);
+        if (rc == 0) {
+            st->verify_inflight++;
+            return;
+        }
+        st->unverified++;
+        note_error(st, "SERIAL read of key %" PRIu64 " not sent: %s", w->key, ilion_strerror(rc));
+    }
+}
+
+static void verify_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg) {
+    (void)c;
+    worker *w = arg;
+    stress *st = w->st;
+    if (finished) return;
+    st->verify_inflight--;
+    int64_t v = 0;
+    bool ok = status == 0 && res->kind == CQLC_KIND_ROWS;
+    if (ok && res->nrows > 0 && res->meta.ncols >= 1 && res->cells[0].len >= 0)
+        ok = cqlc_cell_bigint(&res->cells[0], &v) == 0;   /* no row or null: still 0 */
+    if (!ok) {
+        if (w->retries + 1 < VERIFY_ATTEMPTS && !st->verify_stop) {
+            w->retries++;
+            verify_next(st, w, true);
+            return;
+        }
+        st->unverified++;
+        if (status < 0)
+            note_error(st, "SERIAL read of key %" PRIu64 ": %s", w->key, ilion_strerror(status));
+        else if (res->kind == CQLC_KIND_ERROR)
+            note_error(st, "SERIAL read of key %" PRIu64 ": %s: %s", w->key,
+                       cqlc_error_name(res->err_code), res->err_msg);
+        else
+            note_error(st, "SERIAL read of key %" PRIu64 ": unexpected answer", w->key);
+    } else {
+        const cas_reg *g = reg_of(st, w->key);
+        /* A register never answered for may have been created (an INSERT of unknown outcome)
+         * or not: either way it holds its starting value, 0 here. */
+        int64_t lo = g->base + (int64_t)g->applied, hi = lo + (int64_t)g->unknown;
+        st->checked++;
+        if (v < lo || v > hi) {
+            if (st->violations < 20)
+                printf("violation: key %" PRIu64 " holds %" PRId64 ", expected %" PRId64
+                       " (start) + %u applied + up to %u unknown\n",
+                       w->key, v, g->base, g->applied, g->unknown);
+            st->violations++;
+        }
+    }
+    verify_next(st, w, false);
+}
+
+static void emit_interval(stress *st, uint64_t now);
+
+static void verify_start(stress *st) {
+    st->verifying = true;
+    st->run_end_ns = clock_mono_ns();
+    uv_timer_stop(&st->tick);
+    uv_timer_stop(&st->throttle_timer);
+    uv_timer_stop(&st->stop_timer);
+    if (st->iv_ops || st->iv_errors || st->iv_unknown || st->run_end_ns - st->last_tick_ns > 1000000)
+        emit_interval(st, st->run_end_ns);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < st->nregs; i++) n += st->regs[i].state != REG_UNTOUCHED;
+    printf("Checking %" PRIu64 " register(s) with %s reads\n", n,
+           cqlc_consistency_name(st->o.serial_cl));
+    fflush(stdout);
+    int slots = st->nworkers < VERIFY_SLOTS ? st->nworkers : VERIFY_SLOTS;
+    for (int i = 0; i < slots && !finished; i++) verify_next(st, &st->workers[i], false);
+    if (!finished && st->verify_inflight == 0) finish(st);
 }
 
 static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg) {
@@ -589,6 +896,20 @@ static void op_done(cqlc_conn *c, int status, const cqlc_result *res, void *arg)
     uint64_t service = now - w->start_ns;
     w->vfree_ns = w->vstart_ns + service;
     st->completed++;
+    if (st->o.command == STRESS_CAS) {
+        if (cas_outcome(st, w, status, res)) {
+            hist_record(&st->iv_hist, w->queue_ns + service);
+            hist_record(res->cells[0].data[0] ? &st->write_hist : &st->read_hist, w->queue_ns + service);
+            st->iv_ops++;
+        } else if (!(status == 0 && res->kind == CQLC_KIND_ERROR && res->err_code == 0x1100)) {
+            st->errors++;
+            st->iv_errors++;
+        }
+        check_threshold(st);
+        if (may_issue(st)) issue(w);
+        else maybe_finish(st);
+        return;
+    }
     bool ok = false;
     if (status < 0) {
         note_error(st, "%s key %" PRIu64 ": %s", w->is_write ? "write" : "read", w->key,
@@ -633,7 +954,7 @@ static void issue(worker *w) {
     uint8_t key[24];
     w->key = stress_keygen_next(&st->keys);
     size_t klen = stress_key_bytes(w->key, key);
-    if (o->command == STRESS_WRITE) w->is_write = true;
+    if (o->command == STRESS_WRITE || o->command == STRESS_CAS) w->is_write = true;
     else if (o->command == STRESS_READ) w->is_write = false;
     else w->is_write = stress_rng_below(&st->oprng, o->ratio_write + o->ratio_read) < o->ratio_write;
     sconn *sc = pick_conn(st, w, key, klen);
@@ -654,6 +975,8 @@ static void issue(worker *w) {
     int rc;
     if (!sc) {
         rc = ILION_EUNAVAILABLE;
+    } else if (o->command == STRESS_CAS) {
+        rc = send_cas(st, w, sc, key, klen);
     } else if (o->prepared) {
         cqlc_value vals[1 + 1000];
         cqlc_params p;
@@ -747,12 +1070,16 @@ static void emit_interval(stress *st, uint64_t now) {
     iv.errors = st->iv_errors;
     iv.mismatches = st->iv_mismatches;
     iv.missing = st->iv_missing;
+    iv.applied = st->iv_applied;
+    iv.not_applied = st->iv_not_applied;
+    iv.unknown = st->iv_unknown;
     iv.rate = iv.len_s > 0 ? (double)iv.ops / iv.len_s : 0;
     stress_interval_fill(&iv, &st->iv_hist);
-    stress_print_interval(stdout, &iv);
+    bool cas = st->o.command == STRESS_CAS;
+    (cas ? stress_print_interval_cas : stress_print_interval)(stdout, &iv);
     fflush(stdout);
     if (st->log) {
-        stress_print_interval(st->log, &iv);
+        (cas ? stress_print_interval_cas : stress_print_interval)(st->log, &iv);
         fflush(st->log);
     }
     stress_series_add(&st->series, &iv);
@@ -765,6 +1092,7 @@ static void emit_interval(stress *st, uint64_t now) {
     hist_merge(&st->total_hist, &st->iv_hist);
     hist_init(&st->iv_hist);
     st->iv_ops = st->iv_errors = st->iv_mismatches = st->iv_missing = 0;
+    st->iv_applied = st->iv_not_applied = st->iv_unknown = 0;
     st->last_tick_ns = now;
 }
 
@@ -789,6 +1117,13 @@ static void on_sigint(uv_signal_t *s, int signum) {
     }
     fprintf(stderr, "ilion-stress: interrupted, draining requests in flight\n");
     st->stopping = true;
+    if (st->verifying) {
+        /* The check is incomplete: stop it and fail the run. */
+        st->verify_stop = true;
+        st->exit_code = 1;
+        if (st->verify_inflight == 0) finish(st);
+        return;
+    }
     if (!st->started) finish(st);
     else maybe_finish(st);
 }
@@ -801,6 +1136,14 @@ static void start_run(stress *st) {
         fatal_setup(st, "start", -ENOMEM, NULL);
         return;
     }
+    if (o->command == STRESS_CAS) {
+        st->nregs = o->pop.hi - o->pop.lo + 1;
+        st->regs = calloc(st->nregs, sizeof *st->regs);
+        if (!st->regs) {
+            fatal_setup(st, "start", -ENOMEM, NULL);
+            return;
+        }
+    }
     stress_keygen_init(&st->keys, &o->pop, o->seed);
     stress_rng_seed(&st->oprng, o->seed ^ 0x0b5u);
     hist_init(&st->iv_hist);
@@ -808,8 +1151,9 @@ static void start_run(stress *st) {
     hist_init(&st->write_hist);
     hist_init(&st->read_hist);
     st->started = true;
-    stress_print_header(stdout);
-    if (st->log) stress_print_header(st->log);
+    void (*header)(FILE *) = o->command == STRESS_CAS ? stress_print_header_cas : stress_print_header;
+    header(stdout);
+    if (st->log) header(st->log);
     st->start_ns = st->last_tick_ns = clock_mono_ns();
     uint64_t ms = (uint64_t)(o->log_interval_s * 1000);
     uv_timer_start(&st->tick, on_tick, ms, ms);
@@ -835,18 +1179,35 @@ static void finish(stress *st) {
     uv_timer_stop(&st->throttle_timer);
     uv_timer_stop(&st->stop_timer);
     if (st->started) {
-        uint64_t now = clock_mono_ns();
-        if (st->iv_ops || st->iv_errors || now - st->last_tick_ns > 1000000) emit_interval(st, now);
+        uint64_t now = st->run_end_ns ? st->run_end_ns : clock_mono_ns();
+        if (!st->run_end_ns && (st->iv_ops || st->iv_errors || now - st->last_tick_ns > 1000000))
+            emit_interval(st, now);
         stress_interval total = {0};
         total.t_s = total.len_s = (double)(now - st->start_ns) / 1e9;
         total.ops = st->total_hist.count;
         total.errors = st->errors;
         total.mismatches = st->mismatches;
         total.missing = st->missing;
+        total.applied = st->applied;
+        total.not_applied = st->not_applied;
+        total.unknown = st->unknown;
         total.rate = total.len_s > 0 ? (double)total.ops / total.len_s : 0;
         stress_interval_fill(&total, &st->total_hist);
-        stress_print_summary(stdout, &st->o, &total, st->writes, st->reads);
-        if (st->log) stress_print_summary(st->log, &st->o, &total, st->writes, st->reads);
+        bool cas = st->o.command == STRESS_CAS;
+        uint64_t w = cas ? st->applied : st->writes, r = cas ? st->not_applied : st->reads;
+        stress_print_summary(stdout, &st->o, &total, w, r);
+        if (st->log) stress_print_summary(st->log, &st->o, &total, w, r);
+        if (cas) {
+            stress_print_cas_summary(stdout, &total, st->increments, st->created, st->checked,
+                                     st->violations, st->unverified);
+            if (st->log)
+                stress_print_cas_summary(st->log, &total, st->increments, st->created, st->checked,
+                                         st->violations, st->unverified);
+            printf("Per outcome:\n");
+            stress_print_op_line(stdout, "applied", &st->write_hist, total.len_s);
+            stress_print_op_line(stdout, "not applied", &st->read_hist, total.len_s);
+            if (st->violations || st->unverified) st->exit_code = st->exit_code ? st->exit_code : 1;
+        }
         if (st->o.command == STRESS_MIXED) {
             printf("Per operation:\n");
             stress_print_op_line(stdout, "write", &st->write_hist, total.len_s);
@@ -942,10 +1303,13 @@ int main(int argc, char **argv) {
     }
     const char *mode = st->o.prepared ? "prepared" : "simple";
     printf("ilion-stress %s: %d threads x %d in flight = %d requests in flight, %s statements, "
-           "compression %s, cl=%s\n",
-           st->o.command == STRESS_WRITE ? "write" : st->o.command == STRESS_READ ? "read" : "mixed",
+           "compression %s, cl=%s%s%s\n",
+           st->o.command == STRESS_WRITE ? "write" : st->o.command == STRESS_READ ? "read"
+           : st->o.command == STRESS_CAS ? "cas" : "mixed",
            st->o.threads, st->o.inflight, st->o.threads * st->o.inflight, mode,
-           st->o.lz4 ? "lz4" : "none", cqlc_consistency_name(st->o.cl));
+           st->o.lz4 ? "lz4" : "none", cqlc_consistency_name(st->o.cl),
+           st->o.command == STRESS_CAS ? ", serial_cl=" : "",
+           st->o.command == STRESS_CAS ? cqlc_consistency_name(st->o.serial_cl) : "");
     st->boot_idx = -1;
     boot_open_next(st);
     uv_run(st->loop, UV_RUN_DEFAULT);
@@ -955,6 +1319,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < st->nnodes; i++) free(st->nodes[i].conns);
     free(st->workers);
     free(st->ring);
+    free(st->regs);
     free(st->valbuf);
     stress_series_free(&st->series);
     return st->exit_code;

@@ -17,6 +17,7 @@ void stress_opts_defaults(stress_opts *o) {
     o->ratio_write = 1;
     o->ratio_read = 1;
     o->cl = CQLC_LOCAL_ONE;
+    o->serial_cl = CQLC_SERIAL;
     o->threads = 50;
     o->inflight = 1;
     o->port = 9042;
@@ -163,6 +164,14 @@ static int parse_command_opt(stress_opts *o, const char *a, char *err, size_t er
         int cl = cqlc_consistency_parse(a + 3);
         if (cl < 0) return fail(err, errlen, "unknown consistency level '%s'", a + 3);
         o->cl = cl;
+        return 0;
+    }
+    if (!strncmp(a, "serial_cl=", 10)) {
+        int cl = cqlc_consistency_parse(a + 10);
+        if (cl != CQLC_SERIAL && cl != CQLC_LOCAL_SERIAL)
+            return fail(err, errlen, "serial_cl= must be SERIAL or LOCAL_SERIAL, not '%s'", a + 10);
+        if (o->command != STRESS_CAS) return fail(err, errlen, "serial_cl= is for cas");
+        o->serial_cl = cl;
         return 0;
     }
     if (call_args(a, "ratio", args, sizeof args) == 0) {
@@ -390,13 +399,14 @@ int stress_opts_parse(stress_opts *o, int argc, char **argv, char *err, size_t e
     stress_opts_defaults(o);
     err[0] = 0;
     int i = 1;
-    if (i >= argc) return fail(err, errlen, "no command (write, read, mixed)");
+    if (i >= argc) return fail(err, errlen, "no command (write, read, mixed, cas)");
     const char *cmd = argv[i++];
     if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) return 1;
     if (!strcmp(cmd, "write")) o->command = STRESS_WRITE;
     else if (!strcmp(cmd, "read")) o->command = STRESS_READ;
     else if (!strcmp(cmd, "mixed")) o->command = STRESS_MIXED;
-    else return fail(err, errlen, "unknown command '%s' (write, read, mixed)", cmd);
+    else if (!strcmp(cmd, "cas")) o->command = STRESS_CAS;
+    else return fail(err, errlen, "unknown command '%s' (write, read, mixed, cas)", cmd);
     if (o->command == STRESS_MIXED) o->ratio_write = 1, o->ratio_read = 1;
     for (; i < argc && !is_group(argv[i]); i++)
         if (parse_command_opt(o, argv[i], err, errlen) < 0) return -1;
@@ -410,6 +420,12 @@ int stress_opts_parse(stress_opts *o, int argc, char **argv, char *err, size_t e
     }
     if (o->n == 0 && o->duration_s == 0) o->n = 1000000;
     if (o->nnodes == 0) o->nodes[o->nnodes++] = "127.0.0.1";
+    if (o->command == STRESS_CAS && o->pop.hi - o->pop.lo >= STRESS_CAS_MAX_KEYS)
+        return fail(err, errlen, "cas keeps a register per key: -pop may span at most %llu keys",
+                    (unsigned long long)STRESS_CAS_MAX_KEYS);
+    if (o->command == STRESS_CAS && (o->cl == CQLC_SERIAL || o->cl == CQLC_LOCAL_SERIAL))
+        return fail(err, errlen, "cas: cl= is the commit level (e.g. QUORUM); use serial_cl= for "
+                                 "the Paxos level");
     if ((uint64_t)o->threads * (uint64_t)o->inflight > 1000000)
         return fail(err, errlen, "threads x inflight too large");
     /* All slots may land on one node's connections; each carries at most 32767 streams. */
@@ -423,8 +439,13 @@ int stress_opts_parse(stress_opts *o, int argc, char **argv, char *err, size_t e
 
 void stress_usage(FILE *out) {
     fputs(
-        "usage: ilion-stress write|read|mixed [n=N | duration=30s|2m] [cl=ONE]\n"
+        "usage: ilion-stress write|read|mixed|cas [n=N | duration=30s|2m] [cl=ONE]\n"
         "                    [ratio(write=1,read=3)] [verify=true|false]\n"
+        "  cas: conditional increments of a register per key (keyspace.cas1, v bigint):\n"
+        "       UPDATE .. SET v = ? WHERE k = ? IF v = ? (INSERT .. IF NOT EXISTS first);\n"
+        "       cl= is the commit level, serial_cl=SERIAL|LOCAL_SERIAL the Paxos level; counts\n"
+        "       applied, not applied and unknown (WriteTimeout) outcomes, then checks every\n"
+        "       register with a SERIAL read: applied <= v <= applied + unknown (exit 1 if not)\n"
         "  -rate threads=N [inflight=K] [throttle=10000/s | fixed=10000/s]\n"
         "        N logical clients each keeping K requests in flight: N*K requests in flight\n"
         "  -node 127.0.0.1[,127.0.0.2...]    -port native=9042\n"

@@ -1,6 +1,6 @@
 /*
  * Command-line options of ilion-stress, in cassandra-stress's syntax: a command (write, read,
- * mixed) with its options, then option groups (-rate, -node, -schema, -col, -pop, -mode,
+ * mixed, cas) with its options, then option groups (-rate, -node, -schema, -col, -pop, -mode,
  * -log, -graph, -errors, -port). Parsing is pure (no I/O besides the error text) so it is
  * unit-tested. Single-threaded.
  */
@@ -14,7 +14,10 @@
 
 #define STRESS_MAX_NODES 64
 
-enum stress_cmd { STRESS_WRITE, STRESS_READ, STRESS_MIXED };
+enum stress_cmd { STRESS_WRITE, STRESS_READ, STRESS_MIXED, STRESS_CAS };
+/* `cas` keeps one register per key; the population may hold at most this many keys (the tool
+ * keeps per-key counts for the final check). */
+#define STRESS_CAS_MAX_KEYS 10000000ull
 enum stress_dist { DIST_SEQ, DIST_UNIFORM, DIST_GAUSSIAN, DIST_FIXED };
 
 typedef struct stress_range {
@@ -28,7 +31,8 @@ typedef struct stress_opts {
     uint32_t ratio_write, ratio_read;   /* mixed */
     uint64_t n;                         /* operations; 0 when a duration is given */
     double duration_s;
-    int cl;                             /* consistency code */
+    int cl;                             /* consistency code (cas: the commit level) */
+    int serial_cl;                      /* cas: SERIAL or LOCAL_SERIAL */
     /* Concurrency: `threads` logical clients, each keeping `inflight` requests outstanding,
      * so threads * inflight requests are in flight; they share connections_per_host
      * connections to each node. */

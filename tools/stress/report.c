@@ -47,8 +47,22 @@ void stress_print_interval(FILE *out, const stress_interval *iv) {
             (unsigned long long)iv->mismatches);
 }
 
+void stress_print_header_cas(FILE *out) {
+    fprintf(out, "%8s %10s %10s %8s %8s %8s %8s %8s %8s %7s %8s %8s %7s\n", "time_s", "ops",
+            "ops/s", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "errors",
+            "applied", "notappl", "unknown");
+}
+
+void stress_print_interval_cas(FILE *out, const stress_interval *iv) {
+    fprintf(out, "%8.1f %10llu %10.0f %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %7llu %8llu %8llu %7llu\n",
+            iv->t_s, (unsigned long long)iv->ops, iv->rate, iv->mean_ms, iv->p50_ms, iv->p95_ms,
+            iv->p99_ms, iv->p999_ms, iv->max_ms, (unsigned long long)iv->errors,
+            (unsigned long long)iv->applied, (unsigned long long)iv->not_applied,
+            (unsigned long long)iv->unknown);
+}
+
 static const char *cmd_name(int c) {
-    return c == STRESS_WRITE ? "write" : c == STRESS_READ ? "read" : "mixed";
+    return c == STRESS_WRITE ? "write" : c == STRESS_READ ? "read" : c == STRESS_CAS ? "cas" : "mixed";
 }
 
 void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval *t,
@@ -57,8 +71,12 @@ void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval
             cmd_name(o->command), cqlc_consistency_name(o->cl), o->threads, o->inflight,
             o->threads * o->inflight);
     fprintf(out, "Op rate                   : %10.0f op/s\n", t->rate);
-    fprintf(out, "Total operations          : %10llu (writes %llu, reads %llu)\n",
-            (unsigned long long)t->ops, (unsigned long long)writes, (unsigned long long)reads);
+    if (o->command == STRESS_CAS)
+        fprintf(out, "Total operations          : %10llu (applied %llu, not applied %llu)\n",
+                (unsigned long long)t->ops, (unsigned long long)writes, (unsigned long long)reads);
+    else
+        fprintf(out, "Total operations          : %10llu (writes %llu, reads %llu)\n",
+                (unsigned long long)t->ops, (unsigned long long)writes, (unsigned long long)reads);
     fprintf(out, "Latency mean              : %10.3f ms\n", t->mean_ms);
     fprintf(out, "Latency median            : %10.3f ms\n", t->p50_ms);
     fprintf(out, "Latency 95th percentile   : %10.3f ms\n", t->p95_ms);
@@ -67,9 +85,25 @@ void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval
     fprintf(out, "Latency max               : %10.3f ms\n", t->max_ms);
     fprintf(out, "Errors                    : %10llu (max allowed %llu)\n",
             (unsigned long long)t->errors, (unsigned long long)o->errors_max);
-    fprintf(out, "Read mismatches           : %10llu\n", (unsigned long long)t->mismatches);
-    fprintf(out, "Reads of missing rows     : %10llu\n", (unsigned long long)t->missing);
+    if (o->command != STRESS_CAS) {
+        fprintf(out, "Read mismatches           : %10llu\n", (unsigned long long)t->mismatches);
+        fprintf(out, "Reads of missing rows     : %10llu\n", (unsigned long long)t->missing);
+    }
     fprintf(out, "Total operation time      : %10.1f s\n", t->len_s);
+}
+
+void stress_print_cas_summary(FILE *out, const stress_interval *t, uint64_t increments,
+                              uint64_t created, uint64_t checked, uint64_t violations,
+                              uint64_t unverified) {
+    fprintf(out, "CAS applied               : %10llu (increments %llu, registers created %llu)\n",
+            (unsigned long long)t->applied, (unsigned long long)increments,
+            (unsigned long long)created);
+    fprintf(out, "CAS not applied           : %10llu\n", (unsigned long long)t->not_applied);
+    fprintf(out, "CAS unknown (WriteTimeout): %10llu\n", (unsigned long long)t->unknown);
+    fprintf(out, "Registers checked (SERIAL): %10llu\n", (unsigned long long)checked);
+    fprintf(out, "Register violations       : %10llu\n", (unsigned long long)violations);
+    if (unverified)
+        fprintf(out, "Registers not readable    : %10llu\n", (unsigned long long)unverified);
 }
 
 void stress_print_op_line(FILE *out, const char *op, const hist *h, double secs) {

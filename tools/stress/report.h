@@ -17,6 +17,9 @@ typedef struct stress_interval {
     double t_s;            /* end of the interval, seconds since the start */
     double len_s;
     uint64_t ops, errors, mismatches, missing;
+    /* cas: answers [applied]=true, [applied]=false, and WriteTimeout (outcome unknown);
+     * ops = applied + not_applied */
+    uint64_t applied, not_applied, unknown;
     double rate;           /* ops/s */
     double mean_ms, p50_ms, p95_ms, p99_ms, p999_ms, max_ms;
 } stress_interval;
@@ -33,9 +36,17 @@ void stress_series_free(stress_series *s);
 
 void stress_print_header(FILE *out);
 void stress_print_interval(FILE *out, const stress_interval *iv);
+/* The `cas` forms: the mismatch column is replaced by applied, not applied and unknown. */
+void stress_print_header_cas(FILE *out);
+void stress_print_interval_cas(FILE *out, const stress_interval *iv);
 /* Summary block; `total` covers the whole run. */
 void stress_print_summary(FILE *out, const stress_opts *o, const stress_interval *total,
                           uint64_t writes, uint64_t reads);
+/* The cas part of the summary: outcome counts and the result of the final SERIAL check of
+ * every register touched (checked, violations, keys that could not be read). */
+void stress_print_cas_summary(FILE *out, const stress_interval *total, uint64_t increments,
+                              uint64_t created, uint64_t checked, uint64_t violations,
+                              uint64_t unverified);
 /* One line of latency figures for one operation type (mixed runs), from h (ns values). */
 void stress_print_op_line(FILE *out, const char *op, const hist *h, double secs);
 /* Writes the HTML report; 0 or -errno. */
