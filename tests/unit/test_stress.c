@@ -243,6 +243,22 @@ Test(opts, defaults_and_counts) {
     cr_expect(!o.fixed);
 }
 
+Test(opts, cas_command) {
+    stress_opts o;
+    char err[256];
+    cr_assert_eq(parse(&o, "cas n=5000 cl=QUORUM serial_cl=LOCAL_SERIAL -pop seq=1..10 -rate threads=16", err),
+                 0, "%s", err);
+    cr_expect_eq(o.command, STRESS_CAS);
+    cr_expect_eq(o.cl, CQLC_QUORUM);
+    cr_expect_eq(o.serial_cl, CQLC_LOCAL_SERIAL);
+    cr_expect_eq(o.n, 5000);
+    cr_expect_eq(o.pop.hi, 10);
+    cr_assert_eq(parse(&o, "cas", err), 0, "%s", err);
+    cr_expect_eq(o.serial_cl, CQLC_SERIAL);
+    cr_expect_eq(o.cl, CQLC_LOCAL_ONE);
+    cr_assert_eq(parse(&o, "cas serial_cl=serial -pop dist=uniform(1..10000000)", err), 0, "%s", err);
+}
+
 Test(opts, durations_and_counts) {
     cr_expect_float_eq(stress_parse_duration("30s"), 30.0, 1e-9);
     cr_expect_float_eq(stress_parse_duration("2m"), 120.0, 1e-9);
@@ -282,6 +298,10 @@ Test(opts, errors_are_reported) {
         "write -rate",                      /* empty group */
         "write -log interval=0",
         "write -rate threads=1000 inflight=100",   /* 100000 streams on one connection */
+        "cas serial_cl=QUORUM",             /* not a serial level */
+        "write serial_cl=SERIAL",           /* serial_cl= outside cas */
+        "cas cl=SERIAL",                    /* cl= is the commit level */
+        "cas -pop seq=1..20000000",         /* more registers than the tool keeps */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;

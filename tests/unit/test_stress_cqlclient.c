@@ -39,6 +39,76 @@ Test(cqlc_codec, query_body_layout) {
     buf_free(&b);
 }
 
+Test(cqlc_codec, serial_consistency_flag) {
+    buf b;
+    buf_init(&b);
+    cqlc_params p;
+    cqlc_params_init(&p, CQLC_QUORUM);
+    p.serial_consistency = CQLC_LOCAL_SERIAL;
+    p.timestamp = 9;
+    uint8_t id[2] = {7, 8};
+    cqlc_value v = {"k", 1};
+    p.values = &v;
+    p.nvalues = 1;
+    cqlc_body_execute(&b, id, 2, &p);
+    /* id, QUORUM, flags values|serial|timestamp, 1 value, serial level, then the timestamp
+     * (spec order: values, page size, paging state, serial consistency, timestamp) */
+    static const uint8_t want[] = {0, 2, 7, 8, 0, 4, 0x31, 0, 1, 0, 0, 0, 1, 'k',
+                                   0, 9, 0, 0, 0, 0, 0, 0, 0, 9};
+    cr_assert_eq(b.len, sizeof want);
+    cr_assert_eq(memcmp(b.data, want, sizeof want), 0);
+    buf_reset(&b);
+    cqlc_params_init(&p, CQLC_ONE);
+    cqlc_body_execute(&b, id, 2, &p);
+    cr_assert_eq(b.len, 7);
+    cr_expect_eq(b.data[6], 0, "no serial level unless asked for");
+    buf_free(&b);
+}
+
+static void put_str(buf *b, const char *s);
+
+Test(cqlc_codec, write_timeout_fields) {
+    buf b;
+    buf_init(&b);
+    buf_u32(&b, 0x1100);
+    put_str(&b, "Operation timed out");
+    buf_u16(&b, CQLC_SERIAL);
+    buf_u32(&b, 1);
+    buf_u32(&b, 2);
+    put_str(&b, "CAS");
+    st_arena a;
+    arena_init(&a);
+    cqlc_result r;
+    cr_assert_eq(cqlc_decode_response(CQLC_OP_ERROR, 0, b.data, b.len, &a, &r), 0);
+    cr_expect_eq(r.err_code, 0x1100);
+    cr_expect_eq(r.err_cl, CQLC_SERIAL);
+    cr_expect_eq(r.err_received, 1);
+    cr_expect_eq(r.err_blockfor, 2);
+    cr_assert_not_null(r.err_write_type);
+    cr_expect_str_eq(r.err_write_type, "CAS");
+    /* Cut anywhere in the extras: code and message still decode, the extras stay unset. */
+    size_t full = b.len;
+    for (size_t cut = 4 + 2 + 19; cut < full; cut++) {
+        cr_assert_eq(cqlc_decode_response(CQLC_OP_ERROR, 0, b.data, cut, &a, &r), 0, "cut %zu", cut);
+        cr_expect_str_eq(r.err_msg, "Operation timed out");
+        cr_expect_null(r.err_write_type, "cut %zu", cut);
+        cr_expect_eq(r.err_cl, 0xffff, "cut %zu", cut);
+    }
+    /* Unavailable: cl, required, alive */
+    buf_reset(&b);
+    buf_u32(&b, 0x1000);
+    put_str(&b, "no");
+    buf_u16(&b, CQLC_QUORUM);
+    buf_u32(&b, 2);
+    buf_u32(&b, 1);
+    cr_assert_eq(cqlc_decode_response(CQLC_OP_ERROR, 0, b.data, b.len, &a, &r), 0);
+    cr_expect_eq(r.err_cl, CQLC_QUORUM);
+    cr_expect_eq(r.err_blockfor, 2);
+    cr_expect_eq(r.err_received, 1);
+    arena_free(&a);
+    buf_free(&b);
+}
+
 Test(cqlc_codec, execute_and_startup_bodies) {
     buf b;
     buf_init(&b);

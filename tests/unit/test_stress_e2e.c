@@ -405,3 +405,82 @@ Test(stress_e2e, token_aware_routing_sends_each_write_to_its_owner, .timeout = 1
     cr_expect_gt(blind, 10000, "round-robin run caused only %llu internode messages",
                  (unsigned long long)blind);
 }
+
+/* ---------------- cas: conditional increments, checked by SERIAL reads ---------------- */
+
+/* Runs two ilion-stress commands at the same time (both against the first node). */
+static void stress_pair(const char *a, const char *b, int rc[2], char *out0, char *out1, size_t outlen) {
+    char cmd[2][8192];
+    snprintf(cmd[0], sizeof cmd[0], "'%s' %s -node %s 2>&1", stress_bin, a, ip);
+    snprintf(cmd[1], sizeof cmd[1], "'%s' %s -node %s 2>&1", stress_bin, b, ip);
+    FILE *p0 = popen(cmd[0], "r"), *p1 = popen(cmd[1], "r");
+    cr_assert(p0 && p1);
+    size_t n = fread(out0, 1, outlen - 1, p0);
+    out0[n] = 0;
+    n = fread(out1, 1, outlen - 1, p1);
+    out1[n] = 0;
+    int s0 = pclose(p0), s1 = pclose(p1);
+    rc[0] = WIFEXITED(s0) ? WEXITSTATUS(s0) : -1;
+    rc[1] = WIFEXITED(s1) ? WEXITSTATUS(s1) : -1;
+}
+
+Test(stress_e2e, cas_registers_hold_their_applied_increments, .timeout = 180, .fini = stop_node) {
+    if (!find_binaries()) cr_skip_test("ilion or ilion-stress not built in %s", build_dir);
+    start_node();
+    static char out[1 << 16], out2[1 << 16];
+    /* 16 clients on 10 registers: contention, [applied]=false answers carry the value. */
+    int rc = stress("cas n=3000 -pop seq=1..10 -rate threads=16", out, sizeof out);
+    cr_expect_eq(rc, 0, "cas failed:\n%s", out);
+    cr_expect_eq(field(out, "Register violations"), 0, "%s", out);
+    cr_expect_eq(field(out, "Registers checked (SERIAL)"), 10, "%s", out);
+    cr_expect_gt(field(out, "CAS applied"), 0, "%s", out);
+    cr_expect_eq(field(out, "CAS applied") + field(out, "CAS not applied"), field(out, "Total operations"));
+    cr_expect_eq(field(out, "Errors"), 0, "%s", out);
+    cr_expect(strstr(out, "applied  notappl unknown") != NULL, "no cas interval header:\n%s", out);
+
+    /* Again on the same registers, simple statements and LOCAL_SERIAL: the registers start
+     * from what the first run left. */
+    rc = stress("cas duration=2s serial_cl=LOCAL_SERIAL cl=QUORUM -pop 'dist=uniform(1..10)' "
+                "-rate threads=4 inflight=4 -mode simple", out, sizeof out);
+    cr_expect_eq(rc, 0, "second cas run failed:\n%s", out);
+    cr_expect_eq(field(out, "Register violations"), 0, "%s", out);
+    cr_expect(strstr(out, "registers created 0)") != NULL, "registers were created again:\n%s", out);
+
+    /* The check can fail: two runs on the same registers each see the other's increments as
+     * values no outcome of their own explains. */
+    int rcs[2];
+    stress_pair("cas duration=2s -pop seq=1..5 -rate threads=4 -schema keyspace=ks_two",
+                "cas duration=2s -pop seq=1..5 -rate threads=4 -schema keyspace=ks_two", rcs, out,
+                out2, sizeof out);
+    uint64_t v0 = field(out, "Register violations"), v1 = field(out2, "Register violations");
+    cr_expect(v0 != UINT64_MAX && v1 != UINT64_MAX, "no summary:\n%s\n----\n%s", out, out2);
+    cr_expect_gt(v0 + v1, 0, "two writers went unnoticed:\n%s\n----\n%s", out, out2);
+    cr_expect(v0 == 0 || rcs[0] == 1, "violations but exit status %d", rcs[0]);
+    cr_expect(v1 == 0 || rcs[1] == 1, "violations but exit status %d", rcs[1]);
+    cr_expect(strstr(out, "violation: key") || strstr(out2, "violation: key"));
+}
+
+Test(stress_e2e, cas_on_three_nodes_rf3, .timeout = 180, .fini = stop_node) {
+    if (!find_binaries()) cr_skip_test("ilion or ilion-stress not built in %s", build_dir);
+    start_nodes(3);
+    static char out[1 << 16];
+    bool ring = false;
+    for (int i = 0; i < 60 && !ring; i++) {
+        stress("write n=1 -schema keyspace=ks_ring 'replication(factor=1)' -col n=1", out, sizeof out);
+        ring = strstr(out, "Connected to 3 node(s)") != NULL && strstr(out, " 0 ring token") == NULL;
+        if (!ring) usleep(250000);
+    }
+    cr_assert(ring, "the ring never showed 3 nodes:\n%s", out);
+    /* Paxos among three replicas, commits at QUORUM, requests routed to a replica. */
+    int rc = stress("cas n=2000 cl=QUORUM -pop seq=1..20 -rate threads=16 "
+                    "-schema keyspace=ks_cas 'replication(factor=3)'", out, sizeof out);
+    cr_expect_eq(rc, 0, "cas failed:\n%s", out);
+    cr_expect_eq(field(out, "Register violations"), 0, "%s", out);
+    cr_expect_eq(field(out, "Registers checked (SERIAL)"), 20, "%s", out);
+    cr_expect_gt(field(out, "CAS applied"), 0, "%s", out);
+    /* Round-robin: most requests reach a coordinator that forwards the rounds. */
+    rc = stress("cas n=1000 cl=ONE -pop 'dist=uniform(1..20)' -rate threads=8 "
+                "-schema keyspace=ks_cas create=false -mode tokenaware=false", out, sizeof out);
+    cr_expect_eq(rc, 0, "round-robin cas failed:\n%s", out);
+    cr_expect_eq(field(out, "Register violations"), 0, "%s", out);
+}
