@@ -253,9 +253,10 @@ static void latch_failure(commitlog *cl, int err, const char *what) {
 
 static uint64_t cur_pos(const commitlog *cl) { return (uint64_t)cl->cur_seg << 32 | cl->cur_off; }
 
-/* Something appended is not yet covered by a sync (mu held). */
+/* Something appended is not yet covered by a sync (mu held). Never after a failure: nothing
+ * will be synced again (closed segments left then are unmapped at close). */
 static bool pending(const commitlog *cl) {
-    return cl->nclosed > 0 || (cl->cur.map && cur_pos(cl) > cl->synced_pos);
+    return !cl->failed && (cl->nclosed > 0 || (cl->cur.map && cur_pos(cl) > cl->synced_pos));
 }
 
 static void seg_unmap(commitlog *cl, cl_seg *s) {

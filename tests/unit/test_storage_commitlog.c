@@ -457,8 +457,13 @@ Test(commitlog, failed_fsync_is_final) {
     cr_assert_eq(cs.last_err, ILION_ESYNCFAILED);
     pthread_mutex_unlock(&cs.mu);
     int calls = hook_calls(&h);
-    usleep(20000);
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    usleep(100000);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     cr_assert_eq(hook_calls(&h), calls, "no fsync retried after a failure");
+    double cpu_ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+    cr_assert_lt(cpu_ms, 30.0, "the failed log keeps a CPU busy (%.1f ms in 100 ms)", cpu_ms);
     commitlog_close(cl);
     rm_rf(dir);
     free(dir);
