@@ -10,7 +10,7 @@ void schema_table_params_default(schema_table_params *p) {
     p->bloom_filter_fp_chance = 0.01;
     p->gc_grace_seconds = 864000;
     p->crc_check_chance = 1.0;
-    p->chunk_length_in_kb = 16;
+    p->chunk_length_in_kb = 4; /* 4 KiB blocks: point reads measured faster (docs/sstable-format.md §5) */
     p->min_threshold = 4;
     p->max_threshold = 32;
     strcpy(p->compression_class, "org.apache.cassandra.io.compress.LZ4Compressor");
