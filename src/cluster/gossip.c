@@ -148,23 +148,6 @@ static void mark_dead(gossip *g, ep_state *e) {
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
-static void put_addr(buf *b, const net_addr *a) {
-    buf_u8(b, a->family);
-    buf_put(b, a->ip, a->family == 6 ? 16 : 4);
-    buf_u16(b, a->port);
-}
-
-static int get_addr(rd *r, net_addr *a) {
-    memset(a, 0, sizeof *a);
-    const uint8_t *p;
-    if (rd_u8(r, &a->family) < 0) return ILION_ETRUNCATED;
-    if (a->family != 4 && a->family != 6) return ILION_ECORRUPT;
-    if (rd_bytes(r, a->family == 6 ? 16 : 4, &p) < 0) return ILION_ETRUNCATED;
-    memcpy(a->ip, p, a->family == 6 ? 16 : 4);
-    if (rd_u16(r, &a->port) < 0) return ILION_ETRUNCATED;
-    return 0;
-}
-
 typedef struct digest {
     net_addr addr;
     int32_t gen;
@@ -172,13 +155,13 @@ typedef struct digest {
 } digest;
 
 static void put_digest(buf *b, const net_addr *a, int32_t gen, uint32_t maxv) {
-    put_addr(b, a);
+    net_addr_encode(b, a);
     buf_u32(b, (uint32_t)gen);
     buf_u32(b, maxv);
 }
 
 static int get_digest(rd *r, digest *d) {
-    int rc = get_addr(r, &d->addr);
+    int rc = net_addr_decode(r, &d->addr);
     if (rc < 0) return rc;
     uint32_t g;
     if (rd_u32(r, &g) < 0 || rd_u32(r, &d->maxv) < 0) return ILION_ETRUNCATED;
@@ -188,7 +171,7 @@ static int get_digest(rd *r, digest *d) {
 
 /* The endpoint's heartbeat and every application state newer than minv. */
 static void put_state(buf *b, const ep_state *e, uint32_t minv) {
-    put_addr(b, &e->addr);
+    net_addr_encode(b, &e->addr);
     buf_u32(b, (uint32_t)e->generation);
     buf_u32(b, e->hb_version);
     size_t at = b->len;
@@ -220,7 +203,7 @@ typedef struct rstate {
 } rstate;
 
 static int get_state(rd *r, rstate *s) {
-    int rc = get_addr(r, &s->addr);
+    int rc = net_addr_decode(r, &s->addr);
     if (rc < 0) return rc;
     uint32_t g;
     if (rd_u32(r, &g) < 0 || rd_u32(r, &s->hb) < 0 || rd_u8(r, &s->napp) < 0) return ILION_ETRUNCATED;

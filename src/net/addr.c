@@ -79,3 +79,20 @@ bool net_verb_is_gossip(uint8_t verb) {
     return verb == NET_VERB_GOSSIP_SYN || verb == NET_VERB_GOSSIP_ACK || verb == NET_VERB_GOSSIP_ACK2 ||
            verb == NET_VERB_GOSSIP_SHUTDOWN || verb == NET_VERB_ECHO;
 }
+
+void net_addr_encode(buf *b, const net_addr *a) {
+    buf_u8(b, a->family);
+    buf_put(b, a->ip, a->family == 6 ? 16 : 4);
+    buf_u16(b, a->port);
+}
+
+int net_addr_decode(rd *r, net_addr *a) {
+    memset(a, 0, sizeof *a);
+    const uint8_t *p;
+    if (rd_u8(r, &a->family) < 0) return ILION_ETRUNCATED;
+    if (a->family != 4 && a->family != 6) return ILION_ECORRUPT;
+    if (rd_bytes(r, a->family == 6 ? 16 : 4, &p) < 0) return ILION_ETRUNCATED;
+    memcpy(a->ip, p, a->family == 6 ? 16 : 4);
+    if (rd_u16(r, &a->port) < 0) return ILION_ETRUNCATED;
+    return 0;
+}

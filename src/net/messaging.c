@@ -127,23 +127,6 @@ static void addr_to_sockaddr(const net_addr *a, uint16_t port, struct sockaddr_s
     }
 }
 
-static void put_addr(buf *b, const net_addr *a) {
-    buf_u8(b, a->family);
-    buf_put(b, a->ip, a->family == 6 ? 16 : 4);
-    buf_u16(b, a->port);
-}
-
-static int get_addr(rd *r, net_addr *a) {
-    memset(a, 0, sizeof *a);
-    const uint8_t *p;
-    if (rd_u8(r, &a->family) < 0) return ILION_ETRUNCATED;
-    if (a->family != 4 && a->family != 6) return ILION_ECORRUPT;
-    if (rd_bytes(r, a->family == 6 ? 16 : 4, &p) < 0) return ILION_ETRUNCATED;
-    memcpy(a->ip, p, a->family == 6 ? 16 : 4);
-    if (rd_u16(r, &a->port) < 0) return ILION_ETRUNCATED;
-    return 0;
-}
-
 static uint32_t frame_crc(const uint8_t *lenbytes, const uint8_t *body, size_t n) {
     uLong c = crc32(0L, Z_NULL, 0);
     c = crc32(c, lenbytes, 4);
@@ -438,7 +421,7 @@ static outmsg *handshake_build(net_service *ns, uint32_t magic, uint8_t status_o
     buf_u16(&b, (uint16_t)nl);
     buf_put(&b, ns->cluster_name, nl);
     buf_put(&b, ns->opt.host_id, 16);
-    put_addr(&b, &ns->local);
+    net_addr_encode(&b, &ns->local);
     outmsg *m = b.oom ? NULL : frame_build(b.data, b.len, NULL, 0);
     buf_free(&b);
     return m;
@@ -460,7 +443,7 @@ static int handshake_parse(const uint8_t *p, size_t n, hs *h) {
         rd_u16(&r, &h->name_len) < 0 || rd_bytes(&r, h->name_len, &h->name) < 0 ||
         rd_bytes(&r, 16, &h->host_id) < 0)
         return ILION_ETRUNCATED;
-    int rc = get_addr(&r, &h->addr);
+    int rc = net_addr_decode(&r, &h->addr);
     if (rc < 0) return rc;
     return 0;
 }

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ilion/util/buf.h"
+
 /* ---- endpoint addresses ---------------------------------------------------------------- */
 
 /* An endpoint: IP address and port (all nodes normally share storage_port). Plain data,
@@ -45,6 +47,9 @@ const char *net_addr_ip_str(const net_addr *a, char *out, size_t outlen);
 int net_addr_cmp(const net_addr *a, const net_addr *b);
 static inline bool net_addr_eq(const net_addr *a, const net_addr *b) { return net_addr_cmp(a, b) == 0; }
 uint64_t net_addr_hash(const net_addr *a);
+/* Wire form (docs/internode-protocol.md): family u8 (4|6), 4 or 16 address bytes, port u16. */
+void net_addr_encode(buf *b, const net_addr *a);
+int net_addr_decode(rd *r, net_addr *a);   /* ILION_ETRUNCATED / ILION_ECORRUPT on bad input */
 
 /* ---- verbs ------------------------------------------------------------------------------- */
 
