@@ -449,11 +449,10 @@ static int read_section(sstable *s, const uint8_t *toc, uint64_t limit, uint8_t 
 }
 
 static void sstable_free(sstable *s) {
-    if (s->cache) {
-        /* A deleted file's blocks can never be read again: give their bytes back now. */
-        if (atomic_load(&s->obsolete)) sst_block_cache_erase_file(s->cache, s->cache_id);
-        sst_block_cache_unref(s->cache);
-    }
+    /* A closed file's blocks are never looked up again and age out of the LRU: erasing them
+     * here would walk the whole cache on whatever thread drops the last reference (the event
+     * loop, after a compaction). */
+    if (s->cache) sst_block_cache_unref(s->cache);
     if (s->fd >= 0) close(s->fd);
     free(s->index_raw);
     free(s->idx);

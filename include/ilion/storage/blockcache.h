@@ -51,7 +51,7 @@ const sst_cached_block *sst_block_cache_lookup(sst_block_cache *c, uint64_t file
 const sst_cached_block *sst_block_cache_insert(sst_block_cache *c, uint64_t file_id, uint32_t block,
                                                const uint8_t *data, uint32_t len);
 void sst_block_cache_release(const sst_cached_block *b);
-/* Drops every block of file_id (an SSTable that was deleted). */
+/* Drops every block of file_id. Walks the whole cache: not for the event loop. */
 void sst_block_cache_erase_file(sst_block_cache *c, uint64_t file_id);
 void sst_block_cache_get_stats(sst_block_cache *c, sst_block_cache_stats *out);
 
