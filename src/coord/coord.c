@@ -99,7 +99,7 @@ int coord_wait_sync(coord *c, uint64_t pos, void (*done)(coord *, void *, int), 
         return 0;
     }
     coord_sync_waiter *w = calloc(1, sizeof *w);
-    if (!w) return -12;
+    if (!w) return -ENOMEM;
     w->pos = pos;
     w->done = done;
     w->arg = arg;
@@ -219,7 +219,7 @@ void coord_handle_closed(uv_handle_t *h) {
 int coord_create_ex(uv_loop_t *loop, storage_engine *engine, struct cluster *cluster,
                     const coord_options *o, coord **out) {
     coord *c = calloc(1, sizeof *c);
-    if (!c) return -12;
+    if (!c) return -ENOMEM;
     c->loop = loop;
     c->engine = engine;
     c->cluster = cluster;
@@ -236,7 +236,7 @@ int coord_create_ex(uv_loop_t *loop, storage_engine *engine, struct cluster *clu
         c->hints_dir = strdup(o->hints_directory);
         if (!c->hints_dir) {
             free(c);
-            return -12;
+            return -ENOMEM;
         }
     }
     c->reqs.next = c->reqs.prev = &c->reqs;
@@ -749,7 +749,7 @@ static int target_add(wtarget *t, uint32_t mi, int grp, size_t cap) {
     if (!t->midx) {
         t->midx = calloc(cap, sizeof *t->midx);
         t->grp = calloc(cap, sizeof *t->grp);
-        if (!t->midx || !t->grp) return -12;
+        if (!t->midx || !t->grp) return -ENOMEM;
     }
     t->midx[t->nm] = mi;
     t->grp[t->nm] = grp;
@@ -768,7 +768,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
         return 0;
     }
     wreq *w = calloc(1, sizeof *w);
-    if (!w) return -12;
+    if (!w) return -ENOMEM;
     w->c = c;
     w->cb = cb;
     w->arg = arg;
@@ -781,7 +781,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
     w->t = calloc(maxt, sizeof *w->t);
     if (!w->muts || !w->t) {
         wreq_free(w);
-        return -12;
+        return -ENOMEM;
     }
     /* Replicas per mutation and the targets they form. */
     int rc = 0;
@@ -811,7 +811,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
     size_t *off = calloc(n + 1, sizeof *off);
     if (!off) {
         wreq_free(w);
-        return -12;
+        return -ENOMEM;
     }
     for (size_t i = 0; i < n && any_remote; i++) {
         off[i] = enc.len;
@@ -831,7 +831,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
     free(off);
     if (oom) {
         wreq_free(w);
-        return -12;
+        return -ENOMEM;
     }
     w->refs = 1;
     w->sending = true;
@@ -858,7 +858,7 @@ int coord_write(coord *c, const schema_replication *repl, st_partition *const *m
                 target_pending(t, -1);
                 t->failed = true;
                 w->explicit_failure = true;
-                if (!w->failure) w->failure = -12;
+                if (!w->failure) w->failure = -ENOMEM;
             }
         } else if (!t->rep.alive) {
             t->failed = true;

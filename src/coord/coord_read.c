@@ -7,6 +7,7 @@
  * replicas (as many as the level needs) for batches of partitions and merging them.
  * Keyspaces with LOCAL replication (system tables) and the single-node case read the local
  * engine directly. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ static int local_data(coord *c, uint64_t table_id, const uint8_t *pk, uint32_t p
             p->table_id = table_id;
             st_partition_encode(p, out);
         }
-        if (out->oom) rc = -12;
+        if (out->oom) rc = -ENOMEM;
     }
     arena_free(&a);
     return rc;
@@ -154,7 +155,7 @@ static int local_range(coord *c, uint64_t table_id, int64_t start, const uint8_t
     scan_acc a = {out, 0, max ? max : SCAN_BATCH, false};
     int rc = storage_scan(c->engine, table_id, start, pk, pklen, end, 0, now_s, scan_collect, &a);
     if (rc < 0) return rc;
-    if (out->oom) return -12;
+    if (out->oom) return -ENOMEM;
     out->data[0] = a.more;
     be32_put(out->data + 1, a.count);
     return 0;
@@ -680,7 +681,7 @@ int coord_read(coord *c, const schema_replication *repl, uint64_t table_id, cons
         return 0;
     }
     rreq *r = calloc(1, sizeof *r);
-    if (!r) return -12;
+    if (!r) return -ENOMEM;
     r->c = c;
     r->cb = cb;
     r->arg = arg;
@@ -695,7 +696,7 @@ int coord_read(coord *c, const schema_replication *repl, uint64_t table_id, cons
         free(r->pk);
         free(r->bounds);
         free(r);
-        return -12;
+        return -ENOMEM;
     }
     if (pklen) memcpy(r->pk, pk, pklen);
     if (slice && slice->start) {
@@ -821,7 +822,7 @@ static int set_pos(sreq *s, int64_t token, const uint8_t *pk, uint32_t pklen) {
     uint8_t *np = NULL;
     if (pk) {
         np = malloc(pklen ? pklen : 1);
-        if (!np) return -12;
+        if (!np) return -ENOMEM;
         if (pklen) memcpy(np, pk, pklen);
     }
     free(s->pos_pk);
@@ -975,7 +976,7 @@ static int parse_range(st_arena *a, const scontact *k, sresp *out) {
     out->n = n;
     out->at = 0;
     out->parts = arena_alloc(a, (n ? n : 1) * sizeof *out->parts);
-    if (!out->parts) return -12;
+    if (!out->parts) return -ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t l;
         const uint8_t *q;
@@ -1038,12 +1039,12 @@ static void sreq_process(sreq *s) {
             if (!m) break;
         }
         if (!m) {
-            rc = -12;
+            rc = -ENOMEM;
             break;
         }
         ((st_partition *)m)->table_id = s->table_id;
         if (set_pos(s, m->token, m->pk, m->pklen)) {
-            rc = -12;
+            rc = -ENOMEM;
             break;
         }
         s->delivered++;
@@ -1111,7 +1112,7 @@ int coord_scan(coord *c, const schema_replication *repl, uint64_t table_id, int6
         return 0;
     }
     sreq *s = calloc(1, sizeof *s);
-    if (!s) return -12;
+    if (!s) return -ENOMEM;
     s->c = c;
     s->repl = *repl;
     s->cl = cl;
@@ -1125,7 +1126,7 @@ int coord_scan(coord *c, const schema_replication *repl, uint64_t table_id, int6
         s->at_start = true;
     } else if (set_pos(s, start_token, start_pk, start_pklen)) {
         free(s);
-        return -12;
+        return -ENOMEM;
     }
     coord_req_link(c, &s->link, sreq_abort);
     uv_timer_init(c->loop, &s->timer);

@@ -1,6 +1,7 @@
 /* TRUNCATE over the cluster: every node of the ring empties the table (durably, before it
  * answers); all must be up, as in Cassandra, since a node that missed it would bring the data
  * back through read repair and hints. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,7 +128,7 @@ int coord_truncate(coord *c, uint64_t table_id, coord_write_cb cb, void *arg) {
     treq *t = calloc(1, sizeof *t);
     if (!t || !(t->peers = calloc(n ? n : 1, sizeof *t->peers))) {
         free(t);
-        return -12;
+        return -ENOMEM;
     }
     t->c = c;
     t->cb = cb;

@@ -1,4 +1,5 @@
 /* The executor: sessions, QUERY / PREPARE / EXECUTE / BATCH entry points, statement dispatch. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ static void copy_str(char *dst, size_t cap, const char *s) { snprintf(dst, cap, 
 int cql_executor_create(const cql_executor_options *o, cql_executor **out) {
     if (!o || !o->engine || !o->coord) return ILION_EINVALID;
     cql_executor *x = calloc(1, sizeof *x);
-    if (!x) return -12;
+    if (!x) return -ENOMEM;
     x->loop = o->loop;
     x->coord = o->coord;
     x->paxos = o->paxos;
@@ -52,7 +53,7 @@ int cql_executor_create(const cql_executor_options *o, cql_executor **out) {
     return 0;
 oom:
     cql_executor_destroy(x);
-    return -12;
+    return -ENOMEM;
 }
 
 void cql_executor_destroy(cql_executor *x) {
@@ -220,7 +221,7 @@ int cql_exec_query(cql_executor *x, cql_session *s, const char *query, size_t le
                    const cql_query_params *p, cql_done_cb cb, void *arg) {
     if (!x || !query || !cb) return ILION_EINVALID;
     exec_req *r = req_new(x, s, cb, arg, p);
-    if (!r) return -12;
+    if (!r) return -ENOMEM;
     cql_stmt *st = parse(r, query, len);
     if (!st) return 0;
     exec_stmt(r, st);
@@ -295,7 +296,7 @@ int cql_exec_prepare(cql_executor *x, cql_session *s, const char *query, size_t 
                      cql_done_cb cb, void *arg) {
     if (!x || !query || !cb) return ILION_EINVALID;
     exec_req *r = req_new(x, s, cb, arg, NULL);
-    if (!r) return -12;
+    if (!r) return -ENOMEM;
     cql_stmt *st = parse(r, query, len);
     if (!st) return 0;
     const schema_table *t = stmt_table(r, st);
@@ -386,7 +387,7 @@ int cql_exec_execute(cql_executor *x, cql_session *s, const uint8_t *id, size_t 
                      const cql_query_params *p, cql_done_cb cb, void *arg) {
     if (!x || !id || !cb) return ILION_EINVALID;
     exec_req *r = req_new(x, s, cb, arg, p);
-    if (!r) return -12;
+    if (!r) return -ENOMEM;
     prepared_stmt *e = prepared_find(x->prepared, id, idlen);
     if (!e) {
         buf b;
@@ -427,7 +428,7 @@ int cql_exec_batch(cql_executor *x, cql_session *s, const cql_batch *b, cql_done
     p.default_timestamp = b->default_timestamp;
     p.page_size = -1;
     exec_req *r = req_new(x, s, cb, arg, &p);
-    if (!r) return -12;
+    if (!r) return -ENOMEM;
     r->batch_ts = b->default_timestamp;
     cql_stmt **stmts = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *stmts);
     const cql_value **vals = arena_alloc(&r->arena, (b->nentries ? b->nentries : 1) * sizeof *vals);

@@ -5,6 +5,7 @@
  * while it runs, so eviction or prepared_clear (after a DROP) never frees a tree in use.
  * Bounded: past PREPARED_MAX entries or PREPARED_MAX_BYTES the oldest are evicted, and an
  * EXECUTE of an evicted id gets Unprepared, which drivers answer by preparing again. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,7 @@ int prepared_put(prepared_cache *c, const uint8_t id[16], const char *ks, const 
                  size_t len) {
     if (prepared_find(c, id, 16)) return 0;
     prepared_stmt *e = malloc(sizeof *e + len + 1);
-    if (!e) return -12;
+    if (!e) return -ENOMEM;
     memset(e, 0, sizeof *e);
     memcpy(e->id, id, 16);
     snprintf(e->sess.ks, sizeof e->sess.ks, "%s", ks ? ks : "");

@@ -4,6 +4,7 @@
  * column 0, encoded by schema_{keyspace,table}_encode. Drops are row / partition tombstones.
  * Every change is flushed before the DDL is acknowledged, whatever the commit log mode.
  * Format: docs/schema-format.md. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ int schema_store_load(cql_executor *x) {
 static int store(cql_executor *x, const char *ks, const char *table, const buf *def, bool drop) {
     st_arena a;
     arena_init(&a);
-    int rc = -12;
+    int rc = -ENOMEM;
     int64_t ts = next_ts(x);
     int32_t now = clock_now_s();
     st_partition *p = st_partition_new(&a, EXEC_SCHEMA_TABLE_ID, ks, (uint32_t)strlen(ks));
@@ -176,7 +177,7 @@ static void open_storage(cql_executor *x, const schema_table *t) {
 
 int schema_store_reload(cql_executor *x, schema_change_cb cb, void *arg) {
     schema_catalog *nc = schema_catalog_new();
-    if (!nc) return -12;
+    if (!nc) return -ENOMEM;
     load_ctx lc = {x, nc, false, 0};
     int rc = storage_scan(x->engine, EXEC_SCHEMA_TABLE_ID, INT64_MIN, NULL, 0, INT64_MAX, 0,
                           clock_now_s(), load_partition, &lc);

@@ -1,4 +1,5 @@
 /* Schema propagation between nodes: see include/ilion/cql/schema_sync.h. */
+#include <errno.h>
 #include "ilion/cql/schema_sync.h"
 
 #include <stdio.h>
@@ -62,7 +63,7 @@ static int encode_schema(cql_executor *x, buf *out) {
     int rc = storage_scan(x->engine, EXEC_SCHEMA_TABLE_ID, INT64_MIN, NULL, 0, INT64_MAX, 0,
                           clock_now_s(), enc_partition, &ec);
     if (rc < 0) return rc;
-    if (out->oom) return -12;
+    if (out->oom) return -ENOMEM;
     be32_put(out->data + count_at, ec.n);
     return 0;
 }
@@ -128,7 +129,7 @@ static int merge(cql_schema_sync *s, const uint8_t *payload, size_t len) {
         if (local) {
             st_partition *m = st_partition_merge(&a, local, p);
             if (!m) {
-                rc = -12;
+                rc = -ENOMEM;
                 break;
             }
             buf e1, e2;
@@ -310,7 +311,7 @@ int cql_schema_sync_start(cql_executor *x, uv_loop_t *loop, uint32_t check_ms,
                           cql_schema_event_cb cb, void *arg, cql_schema_sync **out) {
     if (!x || !x->cluster || !loop) return ILION_EINVALID;
     cql_schema_sync *s = calloc(1, sizeof *s);
-    if (!s) return -12;
+    if (!s) return -ENOMEM;
     s->x = x;
     s->c = x->cluster;
     s->ns = cluster_messaging(x->cluster);

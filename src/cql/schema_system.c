@@ -1,6 +1,7 @@
 /* Definitions of the virtual system tables (system.local, system.peers, system.peers_v2,
  * system_schema.*) with the column types stock drivers check (notes/driver-compat.md). Their
  * rows come from live state in system_tables.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +156,7 @@ int schema_system_define(schema_catalog *c) {
     const char *kss[] = {"system", "system_schema"};
     for (size_t i = 0; i < 2; i++) {
         schema_keyspace *k = calloc(1, sizeof *k);
-        if (!k) return -12;
+        if (!k) return -ENOMEM;
         snprintf(k->name, sizeof k->name, "%s", kss[i]);
         k->durable_writes = true;
         k->is_system = true;
@@ -168,7 +169,7 @@ int schema_system_define(schema_catalog *c) {
     }
     for (size_t i = 0; i < sizeof system_tables / sizeof system_tables[0]; i++) {
         schema_table *t = define(system_tables[i].ks, system_tables[i].name, system_tables[i].cols);
-        if (!t) return -12;
+        if (!t) return -ENOMEM;
         int rc = schema_table_add(c, t);
         if (rc) {
             schema_table_free(t);

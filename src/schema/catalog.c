@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,7 +121,7 @@ const schema_column *schema_column_get(const schema_table *t, const char *name) 
 
 static int insert_ptr(void ***arr, size_t *n, size_t pos, void *p) {
     void **a = realloc(*arr, (*n + 1) * sizeof *a);
-    if (!a) return -12;
+    if (!a) return -ENOMEM;
     memmove(a + pos + 1, a + pos, (*n - pos) * sizeof *a);
     a[pos] = p;
     *arr = a;
@@ -237,7 +238,7 @@ int schema_keyspace_decode(const uint8_t *p, size_t n, schema_keyspace **out) {
     rd r;
     rd_init(&r, p, n);
     schema_keyspace *k = calloc(1, sizeof *k);
-    if (!k) return -12;
+    if (!k) return -ENOMEM;
     uint8_t v, dw, cls;
     if (rd_u8(&r, &v) || v != SCHEMA_DEF_VERSION || get_name(&r, k->name, sizeof k->name) ||
         rd_u8(&r, &dw) || rd_u8(&r, &cls) || cls > SCHEMA_REPL_LOCAL || rd_u32(&r, &k->repl.rf) ||
@@ -306,7 +307,7 @@ int schema_table_decode(const uint8_t *data, size_t n, schema_table **out) {
         rd_u16(&r, &ncols) || ncols == 0 || ncols > SCHEMA_MAX_COLUMNS)
         return ILION_ECORRUPT;
     schema_table *t = schema_table_alloc(ncols);
-    if (!t) return -12;
+    if (!t) return -ENOMEM;
     memcpy(t->ks, ks, sizeof ks);
     memcpy(t->name, name, sizeof name);
     t->id = id;

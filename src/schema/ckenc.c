@@ -1,6 +1,7 @@
 /* Byte-comparable encoding of clustering components; the scheme is in
  * docs/clustering-encoding.md. Every component is self-delimiting (fixed width or terminated),
  * so a concatenation of components orders component by component and a prefix orders first. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +123,7 @@ int schema_ck_encode(const schema_type *t, bool desc, const uint8_t *v, size_t l
         out->len = at;
         return rc;
     }
-    if (out->oom) return -12; /* -ENOMEM */
+    if (out->oom) return -ENOMEM;
     if (desc)
         for (size_t i = at; i < out->len; i++) out->data[i] = (uint8_t)~out->data[i];
     return 0;
@@ -254,7 +255,7 @@ int schema_ck_decode(const schema_type *t, bool desc, rd *r, buf *out) {
         const uint8_t *p;
         rd_bytes(r, l, &p);
         buf_put(out, p, l);
-        if (out->oom) return -12;
+        if (out->oom) return -ENOMEM;
         if (desc) for (size_t i = at; i < out->len; i++) out->data[i] = (uint8_t)~out->data[i];
         if ((out->data[at] >> 7) != (s == 0)) return ILION_ECORRUPT;
         return 0;

@@ -1,5 +1,6 @@
 /* The shared partition structure: building, reconciling, encoding. Format in
  * docs/sstable-format.md ("partition encoding"). */
+#include <errno.h>
 #include "ilion/storage/partition.h"
 
 #include <string.h>
@@ -102,7 +103,7 @@ int st_row_set_cell(st_arena *a, st_row *r, uint16_t col, int64_t ts, int32_t tt
         if (r->ncells + 1 > r->cells_cap) {
             uint32_t cap = r->ncells < 4 ? 4 : r->ncells * 2;
             st_cell *nc = arena_alloc(a, sizeof *nc * cap);
-            if (!nc) return -12; /* -ENOMEM */
+            if (!nc) return -ENOMEM;
             if (r->ncells) memcpy(nc, r->cells, sizeof *nc * r->ncells);
             r->cells = nc;
             r->cells_cap = cap;
@@ -122,7 +123,7 @@ int st_row_set_cell(st_arena *a, st_row *r, uint16_t col, int64_t ts, int32_t tt
     c->ttl = ttl > 0 ? ttl : 0;
     c->expiry = ttl > 0 ? now_s + ttl : ST_NO_EXPIRY;
     c->value = arena_dup(a, value, len);
-    if (!c->value) return -12;
+    if (!c->value) return -ENOMEM;
     c->len = len;
     return 0;
 }
@@ -172,7 +173,7 @@ int st_row_merge(st_arena *a, const st_row *x, const st_row *y, st_row *out) {
     out->del = st_deletion_max(x->del, y->del);
     uint32_t n = x->ncells + y->ncells;
     st_cell *cells = n ? arena_alloc(a, sizeof *cells * n) : NULL;
-    if (n && !cells) return -12;
+    if (n && !cells) return -ENOMEM;
     uint32_t i = 0, j = 0, k = 0;
     while (i < x->ncells || j < y->ncells) {
         if (j >= y->ncells || (i < x->ncells && x->cells[i].col < y->cells[j].col)) {
@@ -402,7 +403,7 @@ int st_row_decode(st_arena *a, rd *r, st_row *out) {
     if (n > rd_left(r) / 11) return ILION_ETRUNCATED;
     out->ncells = (uint32_t)n;
     out->cells = n ? arena_alloc(a, sizeof(st_cell) * n) : NULL;
-    if (n && !out->cells) return -12;
+    if (n && !out->cells) return -ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         st_cell *c = &out->cells[i];
         memset(c, 0, sizeof *c);
@@ -441,7 +442,7 @@ int st_partition_decode(st_arena *a, const uint8_t *data, size_t len, st_partiti
     RD(rd_u8(&r, &v));
     if (v != ST_PARTITION_FORMAT) return ILION_ECORRUPT;
     st_partition *p = arena_alloc(a, sizeof *p);
-    if (!p) return -12;
+    if (!p) return -ENOMEM;
     memset(p, 0, sizeof *p);
     RD(rd_u64(&r, &p->table_id));
     int rc = rd_len(&r, &p->pklen);
@@ -463,7 +464,7 @@ int st_partition_decode(st_arena *a, const uint8_t *data, size_t len, st_partiti
     if (n > rd_left(&r) / 3) return ILION_ETRUNCATED;
     p->nrows = (uint32_t)n;
     p->rows = n ? arena_alloc(a, sizeof(st_row) * n) : NULL;
-    if (n && !p->rows) return -12;
+    if (n && !p->rows) return -ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         rc = st_row_decode(a, &r, &p->rows[i]);
         if (rc) return rc;
