@@ -105,6 +105,8 @@ void exec_reply(exec_req *r, cql_response *resp);           /* hands to cb, free
 void exec_error(exec_req *r, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void exec_error_coord(exec_req *r, const coord_error *e);
+/* A coord_write_cb for statements that answer Void: arg is the exec_req. */
+void exec_reply_coord_done(void *arg, const coord_error *e);
 void exec_error_already_exists(exec_req *r, const char *ks, const char *table);
 void exec_reply_void(exec_req *r);
 void exec_reply_set_keyspace(exec_req *r, const char *ks);

@@ -112,6 +112,12 @@ void exec_error_coord(exec_req *r, const coord_error *e) {
     reply_buf(r, 0x00, &b, NULL);
 }
 
+void exec_reply_coord_done(void *arg, const coord_error *e) {
+    exec_req *r = arg;
+    if (e) exec_error_coord(r, e);
+    else exec_reply_void(r);
+}
+
 void exec_reply_void(exec_req *r) {
     buf b;
     buf_init(&b);

@@ -559,12 +559,10 @@ static void truncate_table(exec_req *r, const cql_table_ref *tr) {
         exec_error(r, CQLE_INVALID, "Cannot truncate system table %s.%s", t->ks, t->name);
         return;
     }
-    int rc = storage_table_truncate(r->x->engine, t->id);
-    if (rc) {
-        exec_error(r, CQLE_SERVER, "Truncate of %s.%s failed: %s", t->ks, t->name, ilion_strerror(rc));
-        return;
-    }
-    exec_reply_void(r);
+    /* Every node empties the table (all must be up), not only this one: a replica that kept
+     * its data would bring it back through read repair. */
+    int rc = coord_truncate(r->x->coord, t->id, exec_reply_coord_done, r);
+    if (rc) exec_error(r, CQLE_SERVER, "Truncate of %s.%s failed: %s", t->ks, t->name, ilion_strerror(rc));
 }
 
 void stmt_ddl(exec_req *r, cql_stmt *st) {

@@ -545,12 +545,6 @@ bool modify_is_conditional(const cql_stmt *st) {
     }
 }
 
-static void written(void *arg, const coord_error *e) {
-    exec_req *r = arg;
-    if (e) exec_error_coord(r, e);
-    else exec_reply_void(r);
-}
-
 void stmt_modify(exec_req *r, cql_stmt *st) {
     if (modify_is_conditional(st)) {
         modify_run_conditional(r, st);
@@ -561,7 +555,7 @@ void stmt_modify(exec_req *r, cql_stmt *st) {
     if (modify_build(r, st, &ml, NULL, &t)) return;
     const schema_keyspace *k = exec_table_keyspace(r, t);
     int rc = coord_write(r->x->coord, &k->repl, ml.v, ml.n, (enum coord_cl)r->cl, COORD_WT_SIMPLE,
-                         written, r);
+                         exec_reply_coord_done, r);
     if (rc) exec_error(r, CQLE_SERVER, "write failed (%d)", rc);
 }
 
@@ -596,6 +590,6 @@ void stmt_batch(exec_req *r, cql_stmt **stmts, uint32_t n, uint8_t type) {
     }
     int rc = coord_write(r->x->coord, &k->repl, ml.v, ml.n, (enum coord_cl)r->cl,
                          type == CQL_BATCH_UNLOGGED ? COORD_WT_UNLOGGED_BATCH : COORD_WT_BATCH,
-                         written, r);
+                         exec_reply_coord_done, r);
     if (rc) exec_error(r, CQLE_SERVER, "write failed (%d)", rc);
 }
