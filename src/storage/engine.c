@@ -331,24 +331,32 @@ static int table_load(table *t, uint64_t start_pos) {
                 sstable_mark_obsolete(ssts[i]);
             }
         }
-        uint32_t k = 0;
-        for (uint32_t i = 0; i < nopen; i++) {
+        /* Decide for every table first, then release: an unref frees the table, and later
+         * decisions still read the stats of every table that was opened. */
+        bool *obsolete = calloc(nopen ? nopen : 1, sizeof *obsolete);
+        if (!obsolete) rc = -ENOMEM;
+        for (uint32_t i = 0; obsolete && i < nopen; i++) {
             if (ngens && sstable_generation(ssts[i]) + 1 > atomic_load(&e->next_gen))
                 atomic_store(&e->next_gen, sstable_generation(ssts[i]) + 1);
-            /* Marked ones go away now (unlinked on unref). */
             const sst_stats *s = sstable_stats(ssts[i]);
-            bool obsolete = false;
-            for (uint32_t j = 0; j < nopen && !obsolete; j++) {
+            for (uint32_t j = 0; j < nopen && !obsolete[i]; j++) {
                 const sst_stats *o = sstable_stats(ssts[j]);
                 for (uint32_t q = 0; q < o->nreplaces; q++)
-                    if (j != i && o->replaces[q] == sstable_generation(ssts[i])) obsolete = true;
+                    if (j != i && o->replaces[q] == sstable_generation(ssts[i])) obsolete[i] = true;
             }
-            if (t->truncated_pos && s->commitlog_pos <= t->truncated_pos) obsolete = true;
-            if (obsolete) sstable_unref(ssts[i]);
-            else ssts[k++] = ssts[i];
+            if (t->truncated_pos && s->commitlog_pos <= t->truncated_pos) obsolete[i] = true;
         }
-        nopen = k;
-        if (k != 0) file_fsync_dir(t->dir);
+        if (obsolete) {
+            /* Marked ones go away now (unlinked on unref). */
+            uint32_t k = 0;
+            for (uint32_t i = 0; i < nopen; i++) {
+                if (obsolete[i]) sstable_unref(ssts[i]);
+                else ssts[k++] = ssts[i];
+            }
+            free(obsolete);
+            nopen = k;
+            if (k != 0) file_fsync_dir(t->dir);
+        }
     }
     if (rc) {
         for (uint32_t i = 0; i < nopen; i++) sstable_unref(ssts[i]);
