@@ -21,7 +21,8 @@ typedef struct bc_entry {
     size_t charge;
     struct bc_entry *hnext;    /* hash chain */
     struct bc_entry *lprev, *lnext; /* LRU ring; lnext of the sentinel is the oldest */
-    uint8_t bytes[];
+    /* The block's bytes follow the struct in the same allocation (no flexible array member:
+     * a shard embeds an entry as its LRU sentinel). */
 } bc_entry;
 
 typedef struct bc_shard {
@@ -172,8 +173,9 @@ const sst_cached_block *sst_block_cache_insert(sst_block_cache *c, uint64_t file
                                                const uint8_t *data, uint32_t len) {
     bc_entry *e = malloc(sizeof *e + (len ? len : 1));
     if (!e) return NULL;
-    memcpy(e->bytes, data, len);
-    e->pub.data = e->bytes;
+    uint8_t *bytes = (uint8_t *)(e + 1);
+    memcpy(bytes, data, len);
+    e->pub.data = bytes;
     e->pub.len = len;
     e->file_id = file_id;
     e->block = block;
