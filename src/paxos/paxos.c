@@ -941,6 +941,14 @@ static void handle_promise(px_op *op, int idx, const uint8_t *payload, size_t le
         op->rej++;
         return;
     }
+    /* A promise is for our ballot. Anything else is a reply to another request that reached
+     * us under this request's id (a restarted node reuses message ids; replies queued for its
+     * previous incarnation arrive later): its data and ballots are from another round. */
+    if (paxos_ballot_cmp(&promised, &op->ballot) != 0) {
+        p->stats.stale_replies++;
+        op->fail++;
+        return;
+    }
     if (rd_ballot(&r, &accepted) || rd_opt_bytes(&r, &prop, &plen, &has_prop) || rd_ballot(&r, &committed) ||
         rd_opt_bytes(&r, &cv, &cvlen, &has_cv) || rd_opt_bytes(&r, &data, &dlen, &has_data)) {
         op->fail++;
@@ -1020,8 +1028,14 @@ static void on_call_rsp(void *arg, int err, uint8_t verb, const uint8_t *payload
             op->fail++;
         } else {
             paxos_ballot_observe(&op->p->gen, &b);
-            if (ok) op->ok++;
-            else op->rej++;
+            if (ok && paxos_ballot_cmp(&b, &op->ballot) != 0) { /* not our round's acceptance */
+                op->p->stats.stale_replies++;
+                op->fail++;
+            } else if (ok) {
+                op->ok++;
+            } else {
+                op->rej++;
+            }
         }
     } else if (phase == PH_COMMIT || phase == PH_REPAIR) {
         if (verb != NET_VERB_PAXOS_COMMIT_RSP) op->fail++;
@@ -1155,8 +1169,31 @@ int paxos_cas(paxos *p, const schema_replication *repl, uint64_t table_id, const
         }
     }
     if (!p->cluster) nlocal = 1;
-    op->quorum = op->nscope / 2 + 1;
-    op->blockfor = commit_blockfor(commit_cl, (int)op->nrep, nlocal);
+    /* Quorums count the replication factor, not the replicas the ring gives now: a node that
+     * has just started (peers not yet learned from gossip) finds only itself in the ring, and
+     * a quorum of that one stale replica would decide alone (Cassandra also sizes the quorum
+     * from the replication strategy). */
+    int rf_all = (int)op->nrep, rf_local = nlocal, rf_scope = op->nscope;
+    if (p->cluster && repl) {
+        if (repl->cls == SCHEMA_REPL_SIMPLE) {
+            rf_all = rf_local = rf_scope = (int)repl->rf;
+        } else if (repl->cls == SCHEMA_REPL_NTS) {
+            const char *mydc = cluster_local_dc(p->cluster);
+            int sum = 0, mine = 0;
+            for (uint32_t i = 0; i < repl->ndcs && i < SCHEMA_MAX_DCS; i++) {
+                sum += (int)repl->dcs[i].rf;
+                if (mydc && strcmp(repl->dcs[i].name, mydc) == 0) mine = (int)repl->dcs[i].rf;
+            }
+            rf_all = sum;
+            rf_local = mine;
+            rf_scope = serial_cl == PAXOS_CL_SERIAL ? sum : mine;
+        }
+    }
+    if (rf_all < (int)op->nrep) rf_all = (int)op->nrep;
+    if (rf_local < nlocal) rf_local = nlocal;
+    if (rf_scope < op->nscope) rf_scope = op->nscope;
+    op->quorum = rf_scope / 2 + 1;
+    op->blockfor = commit_blockfor(commit_cl, rf_all, rf_local);
     p->stats.cas++;
     uv_timer_init(p->loop, &op->timer);
     op->timer.data = op;

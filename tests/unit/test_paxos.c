@@ -705,3 +705,43 @@ Test(paxos, a_commit_missed_by_a_promiser_is_repaired_first) {
     cr_assert_eq(paxos_ballot_cmp(&s1.committed, &s2.committed), 0);
     arena_free(&a);
 }
+
+/* A node that has just restarted knows only itself until gossip brings its peers back: the
+ * ring then gives it one replica of an RF 3 keyspace. A "quorum" of that single stale replica
+ * must not decide (it read the value from before its restart, and an update conditioned on
+ * that old value was applied a second time: test_lwt's duplicate claims). */
+Test(paxos, a_restarted_node_that_knows_no_peer_yet_does_not_decide_alone) {
+    start_all();
+    client c = {.key = "kring", .expected = -1};
+    paxos_outcome o = cas_wait(nodes[0].px, &c, cond_incr); /* absent -> 0 */
+    cr_assert_eq(o.err, 0, "%s", ilion_strerror(o.err));
+    cr_assert(o.applied);
+    RUN_UNTIL(false, 300); /* the commit reaches node 3 too */
+    node_stop(2);
+    run_ms(100);
+    c.expected = 0;
+    o = cas_wait(nodes[0].px, &c, cond_incr); /* 0 -> 1 on nodes 1 and 2 */
+    cr_assert_eq(o.err, 0, "%s", ilion_strerror(o.err));
+    cr_assert(o.applied);
+    /* node 3 comes back; before its loop has run, its ring holds only itself */
+    node_start(2);
+    cr_assert_lt(ring_endpoint_count(cluster_ring(nodes[2].cl)), N);
+    client stale = {.key = "kring", .expected = 0};
+    int before = stale.calls;
+    cas_start(nodes[2].px, &stale, cond_incr);
+    RUN_UNTIL(stale.calls > before, 20000);
+    cr_assert_eq(stale.calls, before + 1);
+    cr_assert(stale.last.err != 0 || !stale.last.applied,
+              "the restarted node applied 'if v = 0' although v = 1 on a quorum");
+    if (stale.last.err) {
+        cr_assert_eq(stale.last.err, ILION_EUNAVAILABLE, "%s", ilion_strerror(stale.last.err));
+        cr_assert_eq(stale.last.required, 2);
+    }
+    /* once it knows its peers it takes part normally */
+    RUN_UNTIL(all_alive(), 8000);
+    cr_assert(all_alive());
+    client d = {.key = "kring", .expected = 1};
+    o = cas_wait(nodes[2].px, &d, cond_incr);
+    cr_assert_eq(o.err, 0, "%s", ilion_strerror(o.err));
+    cr_assert(o.applied, "seen %lld", (long long)d.seen);
+}

@@ -121,6 +121,7 @@ typedef struct paxos_stats {
     uint64_t cas, applied, not_applied, unavailable, timeouts, contentions, reproposals, commit_repairs;
     uint64_t prepares, proposes, commits;  /* replica side, handled */
     uint64_t log_syncs, log_compactions;
+    uint64_t stale_replies;  /* proposer: a promise/acceptance for another ballot, ignored */
 } paxos_stats;
 void paxos_get_stats(const paxos *p, paxos_stats *out);
 
