@@ -403,6 +403,15 @@ static int check_proposal(uint64_t tid, const uint8_t *pk, uint32_t pklen, const
     return 0;
 }
 
+/* PROPOSE and COMMIT bodies: key, a ballot (never "none") and the proposal bytes. */
+static int rd_ballot_msg(rd *r, uint64_t *tid, const uint8_t **pk, uint32_t *pklen, paxos_ballot *b,
+                         const uint8_t **prop, uint32_t *plen) {
+    if (rd_key(r, tid, pk, pklen) || rd_ballot(r, b) || rd_u32(r, plen) || rd_bytes(r, *plen, prop) ||
+        paxos_ballot_is_none(b))
+        return ILION_EPROTOCOL;
+    return 0;
+}
+
 static void replica_propose(paxos *p, rd *r, px_reply *out) {
     uint64_t tid;
     const uint8_t *pk, *prop;
@@ -410,8 +419,7 @@ static void replica_propose(paxos *p, rd *r, px_reply *out) {
     paxos_ballot b;
     st_arena a;
     st_partition *m;
-    if (rd_key(r, &tid, &pk, &pklen) || rd_ballot(r, &b) || rd_u32(r, &plen) || rd_bytes(r, plen, &prop) ||
-        paxos_ballot_is_none(&b)) {
+    if (rd_ballot_msg(r, &tid, &pk, &pklen, &b, &prop, &plen)) {
         out->err = ILION_EPROTOCOL;
         return;
     }
@@ -460,8 +468,7 @@ static void replica_commit(paxos *p, rd *r, px_reply *out) {
     paxos_ballot b;
     st_arena a;
     st_partition *m;
-    if (rd_key(r, &tid, &pk, &pklen) || rd_ballot(r, &b) || rd_u32(r, &plen) || rd_bytes(r, plen, &prop) ||
-        paxos_ballot_is_none(&b)) {
+    if (rd_ballot_msg(r, &tid, &pk, &pklen, &b, &prop, &plen)) {
         out->err = ILION_EPROTOCOL;
         return;
     }
